@@ -1,0 +1,98 @@
+//! Ethernet hardware addresses.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(try_from = "String", into = "String")]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 6]
+    }
+
+    /// The modified EUI-64 interface identifier (RFC 4291 appendix A), which the kernel uses
+    /// for the link-local address of an Ethernet-like device (addr_gen_mode eui64).
+    pub fn eui64(&self) -> [u8; 8] {
+        let m = self.0;
+        [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (expected six hex bytes separated by ':')")]
+pub struct MacParseError(String);
+
+impl FromStr for MacAddr {
+    type Err = MacParseError;
+    fn from_str(s: &str) -> Result<Self, MacParseError> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut out {
+            let p = parts.next().ok_or_else(|| MacParseError(s.into()))?;
+            if p.is_empty() || p.len() > 2 {
+                return Err(MacParseError(s.into()));
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| MacParseError(s.into()))?;
+        }
+        if parts.next().is_some() {
+            return Err(MacParseError(s.into()));
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl TryFrom<String> for MacAddr {
+    type Error = MacParseError;
+    fn try_from(s: String) -> Result<Self, MacParseError> {
+        s.parse()
+    }
+}
+
+impl From<MacAddr> for String {
+    fn from(m: MacAddr) -> String {
+        m.to_string()
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects() {
+        let m: MacAddr = "02:fc:00:00:0a:FF".parse().unwrap();
+        assert_eq!(m.to_string(), "02:fc:00:00:0a:ff");
+        assert!("02:fc:00:00:0a".parse::<MacAddr>().is_err());
+        assert!("02:fc:00:00:0a:ff:01".parse::<MacAddr>().is_err());
+        assert!("02:fc:00:00:0a:fg".parse::<MacAddr>().is_err());
+    }
+
+    #[test]
+    fn eui64_flips_the_universal_bit() {
+        let m: MacAddr = "52:54:00:12:34:56".parse().unwrap();
+        assert_eq!(m.eui64(), [0x50, 0x54, 0x00, 0xff, 0xfe, 0x12, 0x34, 0x56]);
+    }
+}

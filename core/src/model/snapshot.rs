@@ -1,0 +1,79 @@
+//! Whole observed states: what `dump` returns and what `start` saves.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Address, IfName, Link, Route, SysctlKey, SysctlValue, Tmpfs};
+
+/// Links, addresses and routes of one network namespace. The local routing table is left
+/// out: the kernel derives it from the addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NetState {
+    pub links: Vec<Link>,
+    pub addresses: Vec<Address>,
+    pub routes: Vec<Route>,
+}
+
+impl NetState {
+    pub fn link(&self, name: &IfName) -> Option<&Link> {
+        self.links.iter().find(|l| &l.name == name)
+    }
+
+    pub fn addresses_of<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Address> + 'a {
+        self.addresses.iter().filter(move |a| &a.dev == dev)
+    }
+
+    pub fn routes_via<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes.iter().filter(move |r| r.via(dev))
+    }
+
+    pub fn ports_of<'a>(&'a self, bridge: &'a IfName) -> impl Iterator<Item = &'a Link> + 'a {
+        self.links
+            .iter()
+            .filter(move |l| l.master.as_ref() == Some(bridge))
+    }
+
+    /// A canonical form for comparing two states: kernel-chosen ifindexes zeroed, every list
+    /// sorted. Two namespaces that differ only in what the kernel picked compare equal.
+    pub fn normalized(&self) -> NetState {
+        let mut n = self.clone();
+        for l in &mut n.links {
+            l.index = 0;
+        }
+        n.links.sort_by(|a, b| a.name.cmp(&b.name));
+        n.addresses.sort_by_key(|a| {
+            (
+                a.dev.clone(),
+                a.ip,
+                a.prefix_len,
+                serde_json::to_string(a).unwrap_or_default(),
+            )
+        });
+        n.routes.sort_by_key(|r| serde_json::to_string(r).unwrap_or_default());
+        n
+    }
+}
+
+/// Everything `stop` must bring back: the network plus the sysctls and the tmpfs the plan
+/// touches.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub net: NetState,
+    pub sysctls: Vec<SysctlValue>,
+    pub tmpfs: Option<Tmpfs>,
+}
+
+impl Snapshot {
+    pub fn sysctl(&self, key: &SysctlKey) -> Option<&str> {
+        self.sysctls
+            .iter()
+            .find(|s| &s.key == key)
+            .map(|s| s.value.as_str())
+    }
+
+    pub fn normalized(&self) -> Snapshot {
+        let mut s = self.clone();
+        s.net = s.net.normalized();
+        s.sysctls.sort();
+        s
+    }
+}

@@ -1,0 +1,79 @@
+//! The per-interface sysctls a plan touches (`/proc/sys/net/ipv6/conf/DEV/…`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::IfName;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Knob {
+    /// SLAAC addresses from router advertisements. Off on a bridge port: the port has no
+    /// IP configuration of its own any more.
+    Ipv6Autoconf,
+    /// Accept router advertisements at all (routes, addresses). Off on a bridge port.
+    Ipv6AcceptRa,
+    /// Duplicate address detection. Briefly 0 while addresses are re-added, so they are
+    /// usable at once yet keep their original flags (no `nodad` invented).
+    Ipv6AcceptDad,
+}
+
+impl Knob {
+    pub fn leaf(self) -> &'static str {
+        match self {
+            Knob::Ipv6Autoconf => "autoconf",
+            Knob::Ipv6AcceptRa => "accept_ra",
+            Knob::Ipv6AcceptDad => "accept_dad",
+        }
+    }
+
+    /// The kernel's default for a new device (net.ipv6.conf.default on a fresh namespace).
+    pub fn kernel_default(self) -> &'static str {
+        match self {
+            Knob::Ipv6Autoconf | Knob::Ipv6AcceptRa | Knob::Ipv6AcceptDad => "1",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SysctlKey {
+    pub dev: IfName,
+    pub knob: Knob,
+}
+
+impl SysctlKey {
+    pub fn new(dev: &IfName, knob: Knob) -> SysctlKey {
+        SysctlKey {
+            dev: dev.clone(),
+            knob,
+        }
+    }
+
+    /// Relative to `/proc/sys`.
+    pub fn proc_path(&self) -> String {
+        format!("net/ipv6/conf/{}/{}", self.dev, self.knob.leaf())
+    }
+
+    /// As `sysctl` spells it (`net.ipv6.conf.eth0.autoconf`). Dots in the interface name
+    /// become slashes, as sysctl(8) requires.
+    pub fn dotted(&self) -> String {
+        format!(
+            "net.ipv6.conf.{}.{}",
+            self.dev.as_str().replace('.', "/"),
+            self.knob.leaf()
+        )
+    }
+}
+
+impl fmt::Display for SysctlKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sysctl {}", self.dotted())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SysctlValue {
+    pub key: SysctlKey,
+    pub value: String,
+}

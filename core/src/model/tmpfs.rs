@@ -1,0 +1,54 @@
+//! The tmpfs that backs QEMU's shared memory (`/dev/shm` by default).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A mounted tmpfs and its size limit. Growing it is a remount (`mount -o remount,size=`),
+/// never umount + mount: other programs have files in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+/// Parses the sizes `mount -o size=` and `--shm-size` take: `512M`, `2G`, `1048576`, `64k`.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// The shortest exact spelling of a size (`536870912` → `512M`).
+pub fn format_size(bytes: u64) -> String {
+    for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("k", 10)] {
+        let unit = 1u64 << shift;
+        if bytes >= unit && bytes % unit == 0 {
+            return format!("{}{suffix}", bytes / unit);
+        }
+    }
+    bytes.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_trip() {
+        assert_eq!(parse_size("512M"), Some(512 << 20));
+        assert_eq!(parse_size("2g"), Some(2 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("x"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(format_size(512 << 20), "512M");
+        assert_eq!(format_size(1536 << 20), "1536M");
+        assert_eq!(format_size(4097), "4097");
+    }
+}

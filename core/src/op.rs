@@ -1,0 +1,195 @@
+//! Operations: each one kernel request, one `ip` command, and the unit of journal, undo,
+//! fault injection and `--dry-run`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{format_size, Address, Family, IfName, MacAddr, Route, SysctlKey};
+
+/// A link to create.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LinkSpec {
+    /// `ip link add NAME [address MAC] [mtu N] type bridge stp_state 0|1 forward_delay D`.
+    /// Created down.
+    Bridge {
+        name: IfName,
+        mac: Option<MacAddr>,
+        mtu: Option<u32>,
+        stp: bool,
+        forward_delay: u32,
+    },
+    /// `ip tuntap add dev NAME mode tap [user U] [group G]`: persistent, created through
+    /// the tun ioctls (rtnetlink cannot create taps). Created down, without carrier.
+    Tap {
+        name: IfName,
+        owner: Option<u32>,
+        group: Option<u32>,
+    },
+    /// `ip link add NAME type veth peer name PEER`: both ends, down.
+    Veth { name: IfName, peer: IfName },
+}
+
+impl LinkSpec {
+    pub fn name(&self) -> &IfName {
+        match self {
+            LinkSpec::Bridge { name, .. } | LinkSpec::Tap { name, .. } | LinkSpec::Veth { name, .. } => name,
+        }
+    }
+}
+
+/// One attribute change of an existing link (`ip link set dev NAME …`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkChange {
+    Up,
+    Down,
+    Master(IfName),
+    NoMaster,
+    Mtu(u32),
+    Mac(MacAddr),
+}
+
+/// Every change env-qemu makes to a kernel, as data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    LinkAdd { spec: LinkSpec },
+    LinkDel { name: IfName },
+    LinkSet { name: IfName, change: LinkChange },
+    /// Adds `address` with its scope, configurable flags, broadcast and lifetimes. Kernel
+    /// state in it (`secondary`, `tentative`) is not sent: the kernel decides it.
+    AddrAdd { address: Address },
+    AddrDel { address: Address },
+    RouteAdd { route: Route },
+    /// Swaps the route with the same key ([`Route::key`]) in place, or adds it.
+    RouteReplace { route: Route },
+    RouteDel { route: Route },
+    /// `mount -o remount,size=SIZE PATH` (never umount: other programs have files there).
+    TmpfsResize { path: PathBuf, size_bytes: u64 },
+    SysctlSet { key: SysctlKey, value: String },
+}
+
+impl Op {
+    /// The object this operation acts on, as errors name it: `interface eth0`,
+    /// `address 192.0.2.1/24 on eth0`, `route default via 192.0.2.1 dev eth0 table 100`.
+    pub fn object(&self) -> String {
+        match self {
+            Op::LinkAdd { spec } => format!("interface {}", spec.name()),
+            Op::LinkDel { name } | Op::LinkSet { name, .. } => format!("interface {name}"),
+            Op::AddrAdd { address } | Op::AddrDel { address } => address.to_string(),
+            Op::RouteAdd { route } | Op::RouteReplace { route } | Op::RouteDel { route } => {
+                route.to_string()
+            }
+            Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
+            Op::SysctlSet { key, .. } => key.to_string(),
+        }
+    }
+
+    /// Whether the operation changes a kernel (all do; kept for symmetry with reads).
+    pub fn is_mutation(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Op {
+    /// The equivalent command, copy-pastable into a root shell.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::LinkAdd { spec } => match spec {
+                LinkSpec::Bridge {
+                    name,
+                    mac,
+                    mtu,
+                    stp,
+                    forward_delay,
+                } => {
+                    write!(f, "ip link add {name}")?;
+                    if let Some(m) = mac {
+                        write!(f, " address {m}")?;
+                    }
+                    if let Some(m) = mtu {
+                        write!(f, " mtu {m}")?;
+                    }
+                    write!(
+                        f,
+                        " type bridge stp_state {} forward_delay {forward_delay}",
+                        u8::from(*stp)
+                    )
+                }
+                LinkSpec::Tap { name, owner, group } => {
+                    write!(f, "ip tuntap add dev {name} mode tap")?;
+                    if let Some(u) = owner {
+                        write!(f, " user {u}")?;
+                    }
+                    if let Some(g) = group {
+                        write!(f, " group {g}")?;
+                    }
+                    Ok(())
+                }
+                LinkSpec::Veth { name, peer } => {
+                    write!(f, "ip link add {name} type veth peer name {peer}")
+                }
+            },
+            Op::LinkDel { name } => write!(f, "ip link del dev {name}"),
+            Op::LinkSet { name, change } => {
+                write!(f, "ip link set dev {name} ")?;
+                match change {
+                    LinkChange::Up => f.write_str("up"),
+                    LinkChange::Down => f.write_str("down"),
+                    LinkChange::Master(m) => write!(f, "master {m}"),
+                    LinkChange::NoMaster => f.write_str("nomaster"),
+                    LinkChange::Mtu(m) => write!(f, "mtu {m}"),
+                    LinkChange::Mac(m) => write!(f, "address {m}"),
+                }
+            }
+            Op::AddrAdd { address: a } => {
+                write!(f, "ip addr add {} dev {}", a.cidr(), a.dev)?;
+                if a.family() == Family::Inet {
+                    match a.broadcast {
+                        Some(b) => write!(f, " broadcast {b}")?,
+                        None => {}
+                    }
+                }
+                if a.scope != crate::model::AddrScope::default_for(&a.ip) {
+                    write!(f, " scope {}", a.scope.ip_word())?;
+                }
+                for flag in a.configurable_flags() {
+                    write!(f, " {}", flag.ip_word())?;
+                }
+                if a.valid_lft.is_some() || a.preferred_lft.is_some() {
+                    let lft = |v: Option<u32>| v.map_or("forever".to_string(), |s| s.to_string());
+                    write!(
+                        f,
+                        " valid_lft {} preferred_lft {}",
+                        lft(a.valid_lft),
+                        lft(a.preferred_lft)
+                    )?;
+                }
+                Ok(())
+            }
+            Op::AddrDel { address: a } => write!(f, "ip addr del {} dev {}", a.cidr(), a.dev),
+            Op::RouteAdd { route } => write!(f, "ip {}route add {}", fam(route), route.ip_args()),
+            Op::RouteReplace { route } => {
+                write!(f, "ip {}route replace {}", fam(route), route.ip_args())
+            }
+            Op::RouteDel { route } => write!(f, "ip {}route del {}", fam(route), route.ip_args()),
+            Op::TmpfsResize { path, size_bytes } => write!(
+                f,
+                "mount -o remount,size={} {}",
+                format_size(*size_bytes),
+                path.display()
+            ),
+            Op::SysctlSet { key, value } => write!(f, "sysctl -w {}={value}", key.dotted()),
+        }
+    }
+}
+
+fn fam(r: &Route) -> &'static str {
+    match r.family() {
+        Family::Inet => "",
+        Family::Inet6 => "-6 ",
+    }
+}
