@@ -194,9 +194,15 @@ mod tests {
 
     #[test]
     fn errno_kinds() {
-        assert_eq!(ErrorKind::from_errno(libc::EEXIST), ErrorKind::AlreadyExists);
+        assert_eq!(
+            ErrorKind::from_errno(libc::EEXIST),
+            ErrorKind::AlreadyExists
+        );
         assert_eq!(ErrorKind::from_errno(libc::ESRCH), ErrorKind::NotFound);
-        assert_eq!(ErrorKind::from_errno(libc::EADDRNOTAVAIL), ErrorKind::NotFound);
+        assert_eq!(
+            ErrorKind::from_errno(libc::EADDRNOTAVAIL),
+            ErrorKind::NotFound
+        );
         assert_eq!(ErrorKind::from_errno(libc::EBUSY), ErrorKind::Busy);
         assert_eq!(ErrorKind::from_errno(9999), ErrorKind::Other);
     }

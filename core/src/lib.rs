@@ -4,11 +4,18 @@
 //! Data flows one way: a backend dumps a [`model::Snapshot`], the planner turns
 //! (snapshot, request) into a [`plan::Plan`] of operations each paired with its undo, the
 //! executor applies it step by step through the [`Kernel`] trait, journalling each step
-//! before it runs.
+//! before it runs. `stop` is the same flow fed with the saved pre-start snapshot and the
+//! live state.
 
+pub mod commands;
+pub mod exec;
 pub mod kernel;
 pub mod model;
+pub mod observe;
 pub mod op;
+pub mod plan;
+pub mod state;
+pub mod store;
 
 pub use kernel::{ErrorKind, Kernel, KernelError};
 pub use op::{LinkChange, LinkSpec, Op};

@@ -35,7 +35,9 @@ pub enum LinkSpec {
 impl LinkSpec {
     pub fn name(&self) -> &IfName {
         match self {
-            LinkSpec::Bridge { name, .. } | LinkSpec::Tap { name, .. } | LinkSpec::Veth { name, .. } => name,
+            LinkSpec::Bridge { name, .. }
+            | LinkSpec::Tap { name, .. }
+            | LinkSpec::Veth { name, .. } => name,
         }
     }
 }
@@ -56,20 +58,43 @@ pub enum LinkChange {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    LinkAdd { spec: LinkSpec },
-    LinkDel { name: IfName },
-    LinkSet { name: IfName, change: LinkChange },
+    LinkAdd {
+        spec: LinkSpec,
+    },
+    LinkDel {
+        name: IfName,
+    },
+    LinkSet {
+        name: IfName,
+        change: LinkChange,
+    },
     /// Adds `address` with its scope, configurable flags, broadcast and lifetimes. Kernel
     /// state in it (`secondary`, `tentative`) is not sent: the kernel decides it.
-    AddrAdd { address: Address },
-    AddrDel { address: Address },
-    RouteAdd { route: Route },
+    AddrAdd {
+        address: Address,
+    },
+    AddrDel {
+        address: Address,
+    },
+    RouteAdd {
+        route: Route,
+    },
     /// Swaps the route with the same key ([`Route::key`]) in place, or adds it.
-    RouteReplace { route: Route },
-    RouteDel { route: Route },
+    RouteReplace {
+        route: Route,
+    },
+    RouteDel {
+        route: Route,
+    },
     /// `mount -o remount,size=SIZE PATH` (never umount: other programs have files there).
-    TmpfsResize { path: PathBuf, size_bytes: u64 },
-    SysctlSet { key: SysctlKey, value: String },
+    TmpfsResize {
+        path: PathBuf,
+        size_bytes: u64,
+    },
+    SysctlSet {
+        key: SysctlKey,
+        value: String,
+    },
 }
 
 impl Op {
@@ -148,9 +173,8 @@ impl fmt::Display for Op {
             Op::AddrAdd { address: a } => {
                 write!(f, "ip addr add {} dev {}", a.cidr(), a.dev)?;
                 if a.family() == Family::Inet {
-                    match a.broadcast {
-                        Some(b) => write!(f, " broadcast {b}")?,
-                        None => {}
+                    if let Some(b) = a.broadcast {
+                        write!(f, " broadcast {b}")?;
                     }
                 }
                 if a.scope != crate::model::AddrScope::default_for(&a.ip) {

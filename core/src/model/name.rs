@@ -13,7 +13,9 @@ pub enum NameError {
     TooLong(String, usize),
     #[error("interface name {0:?} contains {1:?}; names may not contain '/', ':', whitespace or control characters")]
     BadChar(String, char),
-    #[error("interface name {0:?} is reserved ('.' and '..' are directory names under /sys/class/net)")]
+    #[error(
+        "interface name {0:?} is reserved ('.' and '..' are directory names under /sys/class/net)"
+    )]
     Reserved(String),
 }
 
@@ -97,7 +99,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for n in ["eth0", "lepont", "enp0s31f6", "a", "tap-vm1.100", "123456789012345"] {
+        for n in [
+            "eth0",
+            "lepont",
+            "enp0s31f6",
+            "a",
+            "tap-vm1.100",
+            "123456789012345",
+        ] {
             assert_eq!(IfName::new(n).unwrap().as_str(), n);
         }
     }
@@ -105,20 +114,44 @@ mod tests {
     #[test]
     fn rejects_what_the_kernel_rejects() {
         assert_eq!(IfName::new(""), Err(NameError::Empty));
-        assert!(matches!(IfName::new("1234567890123456"), Err(NameError::TooLong(_, 16))));
-        assert!(matches!(IfName::new("a/b"), Err(NameError::BadChar(_, '/'))));
-        assert!(matches!(IfName::new("a b"), Err(NameError::BadChar(_, ' '))));
-        assert!(matches!(IfName::new("a\tb"), Err(NameError::BadChar(_, '\t'))));
-        assert!(matches!(IfName::new("a\u{7}"), Err(NameError::BadChar(_, '\u{7}'))));
-        assert!(matches!(IfName::new("eth0:1"), Err(NameError::BadChar(_, ':'))));
+        assert!(matches!(
+            IfName::new("1234567890123456"),
+            Err(NameError::TooLong(_, 16))
+        ));
+        assert!(matches!(
+            IfName::new("a/b"),
+            Err(NameError::BadChar(_, '/'))
+        ));
+        assert!(matches!(
+            IfName::new("a b"),
+            Err(NameError::BadChar(_, ' '))
+        ));
+        assert!(matches!(
+            IfName::new("a\tb"),
+            Err(NameError::BadChar(_, '\t'))
+        ));
+        assert!(matches!(
+            IfName::new("a\u{7}"),
+            Err(NameError::BadChar(_, '\u{7}'))
+        ));
+        assert!(matches!(
+            IfName::new("eth0:1"),
+            Err(NameError::BadChar(_, ':'))
+        ));
         assert!(matches!(IfName::new(".."), Err(NameError::Reserved(_))));
         // 15 bytes but more than 15 chars is impossible; 8 two-byte chars are 16 bytes.
-        assert!(matches!(IfName::new("éééééééé"), Err(NameError::TooLong(_, 16))));
+        assert!(matches!(
+            IfName::new("éééééééé"),
+            Err(NameError::TooLong(_, 16))
+        ));
     }
 
     #[test]
     fn deserialising_validates() {
         assert!(serde_json::from_str::<IfName>("\"a/b\"").is_err());
-        assert_eq!(serde_json::from_str::<IfName>("\"br0\"").unwrap().as_str(), "br0");
+        assert_eq!(
+            serde_json::from_str::<IfName>("\"br0\"").unwrap().as_str(),
+            "br0"
+        );
     }
 }

@@ -74,6 +74,7 @@ impl Prefix {
         self.addr
     }
 
+    #[allow(clippy::len_without_is_empty)] // a prefix length, not a collection size
     pub fn len(&self) -> u8 {
         self.len
     }
@@ -100,7 +101,11 @@ fn mask(addr: IpAddr, len: u8) -> IpAddr {
         }
         IpAddr::V6(a) => {
             let bits = u128::from(a);
-            let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             IpAddr::V6(Ipv6Addr::from(bits & m))
         }
     }
@@ -170,8 +175,14 @@ mod tests {
     fn clears_host_bits_and_prints_like_ip() {
         let p: Prefix = "192.0.2.77/24".parse().unwrap();
         assert_eq!(p.to_string(), "192.0.2.0/24");
-        assert_eq!("2001:db8::1/64".parse::<Prefix>().unwrap().to_string(), "2001:db8::/64");
-        assert_eq!("198.51.100.7".parse::<Prefix>().unwrap().to_string(), "198.51.100.7");
+        assert_eq!(
+            "2001:db8::1/64".parse::<Prefix>().unwrap().to_string(),
+            "2001:db8::/64"
+        );
+        assert_eq!(
+            "198.51.100.7".parse::<Prefix>().unwrap().to_string(),
+            "198.51.100.7"
+        );
         assert_eq!(Prefix::default_for(Family::Inet6).to_string(), "default");
         assert!("192.0.2.0/33".parse::<Prefix>().is_err());
     }

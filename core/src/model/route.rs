@@ -197,6 +197,50 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route as `ip route add DST [via GW] [dev DEV]` makes it: table main, unicast,
+    /// proto boot, scope link when there is no gateway (IPv4), metric 0 (IPv4) or 1024
+    /// (IPv6).
+    pub fn new(dst: Prefix, gateway: Option<IpAddr>, dev: Option<IfName>) -> Route {
+        let v6 = dst.family() == Family::Inet6;
+        Route {
+            table: TABLE_MAIN,
+            dst,
+            kind: RouteType::Unicast,
+            gateway,
+            scope: if gateway.is_none() && !v6 {
+                RouteScope::Link
+            } else {
+                RouteScope::Universe
+            },
+            dev,
+            metric: if v6 { 1024 } else { 0 },
+            protocol: RouteProtocol::Boot,
+            prefsrc: None,
+            onlink: false,
+            tos: 0,
+        }
+    }
+
+    pub fn table(mut self, table: u32) -> Route {
+        self.table = table;
+        self
+    }
+
+    pub fn metric(mut self, metric: u32) -> Route {
+        self.metric = metric;
+        self
+    }
+
+    pub fn proto(mut self, protocol: RouteProtocol) -> Route {
+        self.protocol = protocol;
+        self
+    }
+
+    pub fn src(mut self, prefsrc: IpAddr) -> Route {
+        self.prefsrc = Some(prefsrc);
+        self
+    }
+
     pub fn family(&self) -> Family {
         self.dst.family()
     }

@@ -48,7 +48,8 @@ impl NetState {
                 serde_json::to_string(a).unwrap_or_default(),
             )
         });
-        n.routes.sort_by_key(|r| serde_json::to_string(r).unwrap_or_default());
+        n.routes
+            .sort_by_key(|r| serde_json::to_string(r).unwrap_or_default());
         n
     }
 }

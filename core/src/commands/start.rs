@@ -1,0 +1,56 @@
+//! `start`: snapshot, plan, save the snapshot, then apply.
+
+use super::journal::StateJournal;
+use super::{CommandError, Env};
+use crate::exec::execute;
+use crate::observe::{observe, scoped};
+use crate::plan::{plan_start, Plan, StartRequest};
+use crate::state::{Phase, State};
+
+/// The plan `start` would run now, without running it (`--dry-run`).
+pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
+    let shm = req.shm.as_ref().map(|s| s.path.as_path());
+    let snap = observe(env.kernel, &[&req.uplink], shm).await?;
+    Ok(plan_start(&snap, req)?)
+}
+
+pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
+    if let Some(st) = env.store.load()? {
+        return Err(match st.phase {
+            Phase::Running => CommandError::AlreadyStarted {
+                bridge: st.request.bridge,
+                uplink: st.request.uplink,
+            },
+            phase => CommandError::Interrupted {
+                bridge: st.request.bridge,
+                phase,
+            },
+        });
+    }
+    let shm = req.shm.as_ref().map(|s| s.path.as_path());
+    let snap = observe(env.kernel, &[&req.uplink], shm).await?;
+    let plan = plan_start(&snap, req)?;
+
+    // The snapshot is on disk before the first change: from here on, a crash at any
+    // instant leaves something `stop` recovers from.
+    let mut state = State::new(env.netns.clone(), req.clone(), scoped(&snap, &req.uplink));
+    env.store.save(&state)?;
+    let mut journal = StateJournal {
+        store: env.store,
+        state: &mut state,
+    };
+    match execute(env.kernel, &plan, "start", &mut journal, env.observer).await {
+        Ok(()) => {
+            state.phase = Phase::Running;
+            state.journal.clear();
+            env.store.save(&state)?;
+            Ok(plan)
+        }
+        Err(e) => {
+            if e.rolled_back() {
+                env.store.remove()?;
+            }
+            Err(e.into())
+        }
+    }
+}

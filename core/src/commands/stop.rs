@@ -1,0 +1,52 @@
+//! `stop`: the diff from the live state back to the saved one. Also the recovery after a
+//! crashed or interrupted start, add, del or stop.
+
+use super::journal::StateJournal;
+use super::{load_started, CommandError, Env};
+use crate::exec::execute;
+use crate::observe::observe;
+use crate::plan::{plan_stop, Plan};
+use crate::state::{Phase, State};
+
+/// The plan `stop` would run now (`--dry-run`), with the state it was computed from.
+pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandError> {
+    let state = load_started(env)?;
+    let req = &state.request;
+    let shm = req.shm.as_ref().map(|s| s.path.as_path());
+    let live = observe(env.kernel, &[&req.uplink], shm).await?;
+    let plan = plan_stop(&state.pre, req, &state.taps, &live, force)?;
+    Ok((plan, state))
+}
+
+pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Plan, CommandError> {
+    let (plan, mut state) = plan(env, force).await?;
+    let before = state.phase;
+    state.phase = Phase::Stopping;
+    state.journal.clear();
+    env.store.save(&state)?;
+    let result = execute(
+        env.kernel,
+        &plan,
+        "stop",
+        &mut StateJournal {
+            store: env.store,
+            state: &mut state,
+        },
+        env.observer,
+    )
+    .await;
+    match result {
+        Ok(()) => {
+            env.store.remove()?;
+            Ok(plan)
+        }
+        Err(e) => {
+            if e.rolled_back() {
+                state.phase = before;
+                state.journal.clear();
+                env.store.save(&state)?;
+            }
+            Err(e.into())
+        }
+    }
+}

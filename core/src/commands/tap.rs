@@ -1,0 +1,75 @@
+//! `add TAP` / `del TAP`, what QEMU's ifup/ifdown scripts call.
+
+use super::journal::StateJournal;
+use super::{load_started, require_running, CommandError, Env};
+use crate::exec::execute;
+use crate::model::IfName;
+use crate::observe::observe;
+use crate::plan::{plan_add, plan_del, Plan};
+
+pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> {
+    let mut state = load_started(env)?;
+    require_running(&state)?;
+    let live = observe(env.kernel, &[], None).await?;
+    let req = &state.request;
+    let (plan, record) = plan_add(&live, &req.bridge, &req.uplink, tap)?;
+    if plan.is_empty() {
+        return Ok(plan);
+    }
+    // Recorded before the first change, so `del` and `stop --force` know what to put back
+    // even if this process dies half-way.
+    state.taps.retain(|r| &r.name != tap);
+    state.taps.push(record);
+    let command = format!("add {tap}");
+    let result = execute(
+        env.kernel,
+        &plan,
+        &command,
+        &mut StateJournal {
+            store: env.store,
+            state: &mut state,
+        },
+        env.observer,
+    )
+    .await;
+    state.journal.clear();
+    match result {
+        Ok(()) => {
+            env.store.save(&state)?;
+            Ok(plan)
+        }
+        Err(e) => {
+            if e.rolled_back() {
+                state.taps.retain(|r| &r.name != tap);
+            }
+            env.store.save(&state)?;
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> {
+    let mut state = load_started(env)?;
+    require_running(&state)?;
+    let live = observe(env.kernel, &[], None).await?;
+    let record = state.taps.iter().find(|r| &r.name == tap).cloned();
+    let plan = plan_del(&live, &state.request.bridge, tap, record.as_ref())?;
+    let command = format!("del {tap}");
+    let result = execute(
+        env.kernel,
+        &plan,
+        &command,
+        &mut StateJournal {
+            store: env.store,
+            state: &mut state,
+        },
+        env.observer,
+    )
+    .await;
+    state.journal.clear();
+    if result.is_ok() {
+        state.taps.retain(|r| &r.name != tap);
+    }
+    env.store.save(&state)?;
+    result.map(|()| plan).map_err(Into::into)
+}

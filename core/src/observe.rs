@@ -1,0 +1,53 @@
+//! Reading a [`Snapshot`]: the dump plus the sysctls and tmpfs a plan may touch.
+
+use std::path::Path;
+
+use crate::kernel::{ErrorKind, Kernel, KernelError};
+use crate::model::{IfName, Knob, Snapshot, SysctlKey, SysctlValue};
+
+const KNOBS: [Knob; 3] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf, Knob::Ipv6AcceptDad];
+
+/// Dumps the namespace, then reads the IPv6 knobs of `devs` (absent when IPv6 is disabled
+/// on a device) and the tmpfs at `tmpfs` (absent when nothing is mounted there).
+pub async fn observe(
+    kernel: &dyn Kernel,
+    devs: &[&IfName],
+    tmpfs: Option<&Path>,
+) -> Result<Snapshot, KernelError> {
+    let net = kernel.dump().await?;
+    let mut sysctls = Vec::new();
+    for dev in devs.iter().filter(|d| net.link(d).is_some()) {
+        for knob in KNOBS {
+            let key = SysctlKey::new(dev, knob);
+            match kernel.read_sysctl(&key).await {
+                Ok(value) => sysctls.push(SysctlValue { key, value }),
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let tmpfs = match tmpfs {
+        Some(p) => match kernel.read_tmpfs(p).await {
+            Ok(t) => Some(t),
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::Invalid) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    Ok(Snapshot {
+        net,
+        sysctls,
+        tmpfs,
+    })
+}
+
+/// What `stop` needs of a pre-start snapshot: the uplink, its addresses and its routes.
+/// Keeps the state file small on hosts with many interfaces and routes.
+pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
+    let mut out = s.clone();
+    out.net.links.retain(|l| &l.name == uplink);
+    out.net.addresses.retain(|a| &a.dev == uplink);
+    out.net.routes.retain(|r| r.via(uplink));
+    out.sysctls.retain(|v| &v.key.dev == uplink);
+    out
+}

@@ -1,0 +1,119 @@
+//! The planner: pure functions from (observed state, request) to a [`Plan`], an ordered
+//! list of operations each paired with the operation that undoes it.
+//!
+//! Nothing here talks to a kernel; everything is data, so plans are golden-tested as the
+//! `ip` commands they render to.
+
+mod error;
+mod start;
+mod stop;
+mod tap;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Address, IfName};
+use crate::op::Op;
+
+pub use error::PlanError;
+pub use start::plan_start;
+pub use stop::plan_stop;
+pub use tap::{plan_add, plan_del};
+
+/// One operation and its undo. `undo` is `None` only where a later undo subsumes it
+/// (settings of the bridge env-qemu created, which its deletion removes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub op: Op,
+    pub undo: Option<Op>,
+}
+
+impl Step {
+    pub fn new(op: Op, undo: Op) -> Step {
+        Step {
+            op,
+            undo: Some(undo),
+        }
+    }
+
+    /// A step on something env-qemu created, undone by deleting that thing.
+    pub fn owned(op: Op) -> Step {
+        Step { op, undo: None }
+    }
+}
+
+/// An ordered list of steps, plus notes for the operator (things the plan chose not to do).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.steps.iter().map(|s| &s.op)
+    }
+
+    /// The undo operations in the order they would run after the whole plan.
+    pub fn revert(&self) -> Vec<Op> {
+        self.steps
+            .iter()
+            .rev()
+            .filter_map(|s| s.undo.clone())
+            .collect()
+    }
+
+    fn push(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+}
+
+impl fmt::Display for Plan {
+    /// One copy-pastable command per line (what `--dry-run` prints), notes as comments.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for n in &self.notes {
+            writeln!(f, "# {n}")?;
+        }
+        for s in &self.steps {
+            writeln!(f, "{}", s.op)?;
+        }
+        Ok(())
+    }
+}
+
+/// What `start` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub uplink: IfName,
+    pub bridge: IfName,
+    /// Grow this tmpfs to at least this size; `None` leaves shared memory alone.
+    pub shm: Option<ShmRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShmRequest {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+/// What `add` changed on a tap, so `del` (or `stop --force`) can put it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapRecord {
+    pub name: IfName,
+    pub mtu: u32,
+    pub up: bool,
+}
+
+/// IPv4 primaries before secondaries (the order that keeps each one's role when re-added),
+/// otherwise the kernel's order.
+fn primaries_first<'a>(addrs: impl Iterator<Item = &'a Address>) -> Vec<&'a Address> {
+    let mut v: Vec<&Address> = addrs.collect();
+    v.sort_by_key(|a| a.secondary);
+    v
+}

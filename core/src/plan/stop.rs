@@ -1,0 +1,224 @@
+//! `stop`: the operations that bring the live state back to the saved pre-start snapshot.
+//!
+//! A diff, not a replay: it works after a complete start, a partial or crashed one, after
+//! someone deleted a route by hand, and a second run finds nothing to do. The order mirrors
+//! start's zero-blackout one: addresses back on the NIC, routes replaced back onto it, the
+//! NIC released, and the bridge deleted last (its deletion takes its own copies of the
+//! addresses and routes along, and nothing after it needs undoing).
+
+use super::start::set_sysctl;
+use super::tap::detach_steps;
+use super::{primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
+use crate::model::{Address, Family, IfName, Knob, Link, RouteProtocol, Snapshot, SysctlKey};
+use crate::op::{LinkChange, Op};
+
+pub fn plan_stop(
+    pre: &Snapshot,
+    req: &StartRequest,
+    taps: &[TapRecord],
+    live: &Snapshot,
+    force: bool,
+) -> Result<Plan, PlanError> {
+    let (nic, br) = (&req.uplink, &req.bridge);
+    let mut plan = Plan::default();
+    let live_br = live.net.link(br).filter(|l| l.kind.is_bridge());
+
+    if live_br.is_some() {
+        let vms: Vec<&Link> = live.net.ports_of(br).filter(|l| &l.name != nic).collect();
+        if !vms.is_empty() && !force {
+            return Err(PlanError::TapsAttached {
+                bridge: br.clone(),
+                taps: vms.iter().map(|l| l.name.clone()).collect(),
+            });
+        }
+        for tap in vms {
+            let rec = taps.iter().find(|r| r.name == tap.name);
+            plan.steps.extend(detach_steps(tap, br, rec));
+        }
+    }
+
+    match (pre.net.link(nic), live.net.link(nic)) {
+        (Some(was), Some(now)) => restore_nic(pre, live, was, now, br, &mut plan),
+        (Some(_), None) => plan.notes.push(format!(
+            "{nic} has disappeared since start: its addresses and routes cannot be restored"
+        )),
+        (None, _) => {}
+    }
+
+    if let (Some(shm), Some(was)) = (&req.shm, &pre.tmpfs) {
+        if let Some(now) = live.tmpfs.as_ref().filter(|t| t.path == shm.path) {
+            if now.size_bytes != was.size_bytes {
+                plan.push(Step::new(
+                    Op::TmpfsResize {
+                        path: was.path.clone(),
+                        size_bytes: was.size_bytes,
+                    },
+                    Op::TmpfsResize {
+                        path: now.path.clone(),
+                        size_bytes: now.size_bytes,
+                    },
+                ));
+            }
+        }
+    }
+
+    match live.net.link(br) {
+        Some(l) if l.kind.is_bridge() => {
+            for r in live.net.routes_via(br) {
+                let ours = r.protocol == RouteProtocol::Kernel
+                    || pre.net.routes.iter().any(|p| p.via(nic) && p.on(br) == *r);
+                if !ours {
+                    plan.notes
+                        .push(format!("{r} was added while bridged: it goes with {br}"));
+                }
+            }
+            plan.push(Step::owned(Op::LinkDel { name: br.clone() }));
+        }
+        Some(l) => plan.notes.push(format!(
+            "{br} is now a {}, not the bridge env-qemu made: left alone",
+            l.kind.name()
+        )),
+        None => {}
+    }
+    Ok(plan)
+}
+
+fn restore_nic(
+    pre: &Snapshot,
+    live: &Snapshot,
+    was: &Link,
+    now: &Link,
+    br: &IfName,
+    plan: &mut Plan,
+) {
+    let nic = &was.name;
+    let knob = |s: &Snapshot, k| s.sysctl(&SysctlKey::new(nic, k)).map(str::to_string);
+    if was.up && !now.up {
+        plan.push(link_set(nic, LinkChange::Up, LinkChange::Down));
+    }
+
+    let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
+        .into_iter()
+        .filter(|a| !live.net.addresses_of(nic).any(|l| same_addr(l, a)))
+        .map(|a| with_live_lifetimes(a, live, br))
+        .collect();
+    let v6 = missing.iter().any(|a| a.family() == Family::Inet6);
+    let dad_live = knob(live, Knob::Ipv6AcceptDad);
+    let dad_pre = knob(pre, Knob::Ipv6AcceptDad);
+    // Re-added IPv6 addresses would sit `tentative` for a second of DAD: off meanwhile.
+    let dad_off = v6 && dad_live.as_deref().is_some_and(|v| v != "0");
+    if dad_off {
+        plan.push(Step::new(
+            set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()),
+            set_sysctl(
+                nic,
+                Knob::Ipv6AcceptDad,
+                dad_live.clone().unwrap_or_default(),
+            ),
+        ));
+    }
+    for a in missing {
+        plan.push(Step::new(
+            Op::AddrAdd { address: a.clone() },
+            Op::AddrDel { address: a },
+        ));
+    }
+    let dad_now = if dad_off {
+        Some("0".to_string())
+    } else {
+        dad_live
+    };
+    if let (Some(p), Some(n)) = (dad_pre, dad_now) {
+        if p != n {
+            plan.push(Step::new(
+                set_sysctl(nic, Knob::Ipv6AcceptDad, p),
+                set_sysctl(nic, Knob::Ipv6AcceptDad, n),
+            ));
+        }
+    }
+
+    for r in pre
+        .net
+        .routes_via(nic)
+        .filter(|r| r.protocol != RouteProtocol::Kernel)
+    {
+        if live.net.routes.contains(r) {
+            continue;
+        }
+        let holder = live.net.routes.iter().find(|l| l.key() == r.key());
+        match holder {
+            Some(l) if l.via(br) => plan.push(Step::new(
+                Op::RouteReplace { route: r.clone() },
+                Op::RouteReplace { route: l.clone() },
+            )),
+            None => plan.push(Step::new(
+                Op::RouteAdd { route: r.clone() },
+                Op::RouteDel { route: r.clone() },
+            )),
+            Some(l) => plan
+                .notes
+                .push(format!("{r} not restored: its slot is now taken by {l}")),
+        }
+    }
+
+    if now.master.as_ref() == Some(br) {
+        plan.push(link_set(
+            nic,
+            LinkChange::NoMaster,
+            LinkChange::Master(br.clone()),
+        ));
+    }
+    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+        if let (Some(p), Some(n)) = (knob(pre, k), knob(live, k)) {
+            if p != n {
+                plan.push(Step::new(set_sysctl(nic, k, p), set_sysctl(nic, k, n)));
+            }
+        }
+    }
+    if was.mtu != now.mtu {
+        plan.push(link_set(
+            nic,
+            LinkChange::Mtu(was.mtu),
+            LinkChange::Mtu(now.mtu),
+        ));
+    }
+    if was.mac != now.mac {
+        plan.push(link_set(
+            nic,
+            LinkChange::Mac(was.mac),
+            LinkChange::Mac(now.mac),
+        ));
+    }
+    if !was.up && now.up {
+        plan.push(link_set(nic, LinkChange::Down, LinkChange::Up));
+    }
+}
+
+fn link_set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
+    Step::new(
+        Op::LinkSet {
+            name: name.clone(),
+            change,
+        },
+        Op::LinkSet {
+            name: name.clone(),
+            change: undo,
+        },
+    )
+}
+
+/// The kernel's identity of an address on one device.
+fn same_addr(a: &Address, b: &Address) -> bool {
+    a.ip == b.ip && (a.family() == Family::Inet6 || a.prefix_len == b.prefix_len)
+}
+
+/// A dynamic address has aged on the bridge: restore the lifetime it has left, not the one
+/// it had at start.
+fn with_live_lifetimes(a: &Address, live: &Snapshot, br: &IfName) -> Address {
+    let mut out = a.clone();
+    if let Some(now) = live.net.addresses_of(br).find(|l| same_addr(l, a)) {
+        out.valid_lft = now.valid_lft;
+        out.preferred_lft = now.preferred_lft;
+    }
+    out
+}

@@ -1,0 +1,122 @@
+//! `add TAP` / `del TAP`: attach a VM's tap to the bridge and detach it again.
+
+use super::{Plan, PlanError, Step, TapRecord};
+use crate::model::{IfName, Link, LinkKind, Snapshot};
+use crate::op::{LinkChange, Op};
+
+/// Attaches `tap` to `bridge`: the bridge's MTU (so jumbo frames reach the VM), then the
+/// port, then up. An already-attached tap gives an empty plan. Returns the record `del`
+/// needs to put the tap back as it was.
+pub fn plan_add(
+    live: &Snapshot,
+    bridge: &IfName,
+    uplink: &IfName,
+    tap: &IfName,
+) -> Result<(Plan, TapRecord), PlanError> {
+    let t = live
+        .net
+        .link(tap)
+        .ok_or_else(|| PlanError::NoSuchInterface(tap.clone()))?;
+    if tap == bridge {
+        return Err(PlanError::TapIsBridge(tap.clone()));
+    }
+    if tap == uplink {
+        return Err(PlanError::TapIsUplink(tap.clone()));
+    }
+    if !matches!(t.kind, LinkKind::Tap(_)) {
+        return Err(PlanError::NotATap {
+            name: tap.clone(),
+            kind: t.kind.name().to_string(),
+        });
+    }
+    let br = live
+        .net
+        .link(bridge)
+        .ok_or_else(|| PlanError::NoSuchInterface(bridge.clone()))?;
+    let record = TapRecord {
+        name: tap.clone(),
+        mtu: t.mtu,
+        up: t.up,
+    };
+    let mut plan = Plan::default();
+    match &t.master {
+        Some(m) if m == bridge => return Ok((plan, record)),
+        Some(m) => {
+            return Err(PlanError::TapInOtherBridge {
+                tap: tap.clone(),
+                master: m.clone(),
+            })
+        }
+        None => {}
+    }
+    if t.mtu != br.mtu {
+        plan.push(set(tap, LinkChange::Mtu(br.mtu), LinkChange::Mtu(t.mtu)));
+    }
+    plan.push(set(
+        tap,
+        LinkChange::Master(bridge.clone()),
+        LinkChange::NoMaster,
+    ));
+    if !t.up {
+        plan.push(set(tap, LinkChange::Up, LinkChange::Down));
+    }
+    Ok((plan, record))
+}
+
+/// Detaches `tap` and puts back what `add` changed (from its record, when there is one).
+pub fn plan_del(
+    live: &Snapshot,
+    bridge: &IfName,
+    tap: &IfName,
+    record: Option<&TapRecord>,
+) -> Result<Plan, PlanError> {
+    let t = live
+        .net
+        .link(tap)
+        .ok_or_else(|| PlanError::NoSuchInterface(tap.clone()))?;
+    if t.master.as_ref() != Some(bridge) {
+        return Err(PlanError::TapNotAttached {
+            tap: tap.clone(),
+            bridge: bridge.clone(),
+        });
+    }
+    Ok(Plan {
+        steps: detach_steps(t, bridge, record),
+        notes: vec![],
+    })
+}
+
+/// Reverse of [`plan_add`]'s steps, shared with `stop --force`.
+pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>) -> Vec<Step> {
+    let mut steps = vec![set(
+        &t.name,
+        LinkChange::NoMaster,
+        LinkChange::Master(bridge.clone()),
+    )];
+    if let Some(rec) = record {
+        if rec.mtu != t.mtu {
+            steps.push(set(
+                &t.name,
+                LinkChange::Mtu(rec.mtu),
+                LinkChange::Mtu(t.mtu),
+            ));
+        }
+        if !rec.up && t.up {
+            steps.push(set(&t.name, LinkChange::Down, LinkChange::Up));
+        }
+    }
+    steps
+}
+
+fn set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
+    Step::new(
+        Op::LinkSet {
+            name: name.clone(),
+            change,
+        },
+        Op::LinkSet {
+            name: name.clone(),
+            change: undo,
+        },
+    )
+}

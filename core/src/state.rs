@@ -1,0 +1,64 @@
+//! What env-qemu remembers between commands: the pre-start snapshot, what it attached, and
+//! the write-ahead journal of the command in flight.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Snapshot;
+use crate::op::Op;
+use crate::plan::{StartRequest, TapRecord};
+
+pub const STATE_VERSION: u32 = 1;
+
+/// Where the bridge is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// `start` saved the snapshot and is (or was, if it crashed) applying its plan.
+    Starting,
+    Running,
+    /// `stop` is (or was) applying its plan.
+    Stopping,
+}
+
+/// One journalled operation: written before the operation runs, so after a crash the last
+/// entry names what may or may not have happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// `start`, `add tap0`, `stop`…
+    pub command: String,
+    /// 1-based position in the plan.
+    pub step: usize,
+    pub of: usize,
+    pub op: Op,
+    pub undo: Option<Op>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Identifies the network namespace the state belongs to (its inode, `net:[4026531840]`),
+    /// so a state file is never applied to another namespace.
+    pub netns: String,
+    pub request: StartRequest,
+    pub phase: Phase,
+    /// Everything as it was before start: what stop brings back.
+    pub pre: Snapshot,
+    /// Taps env-qemu attached, with what it changed on them.
+    pub taps: Vec<TapRecord>,
+    /// The command in flight (empty between commands).
+    pub journal: Vec<JournalEntry>,
+}
+
+impl State {
+    pub fn new(netns: String, request: StartRequest, pre: Snapshot) -> State {
+        State {
+            version: STATE_VERSION,
+            netns,
+            request,
+            phase: Phase::Starting,
+            pre,
+            taps: Vec::new(),
+            journal: Vec::new(),
+        }
+    }
+}

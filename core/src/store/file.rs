@@ -1,0 +1,122 @@
+//! The state file: JSON, replaced atomically (temp file in the same directory, fsync,
+//! rename, fsync of the directory), read-modify-written under an exclusive `flock`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::{StateStore, StoreError};
+use crate::state::{State, STATE_VERSION};
+
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+/// Held while a command reads, changes and writes the state; released on drop (and by the
+/// kernel if the process dies, so a crash never leaves a stale lock).
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, path: &Path, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn sibling(&self, suffix: &str) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(suffix);
+        self.path.with_file_name(name)
+    }
+
+    /// Blocks until no other env-qemu holds this state, then holds it.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
+        }
+        let lock_path = self.sibling(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| self.io(&lock_path, e))?;
+        // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(self.io(&lock_path, std::io::Error::last_os_error()));
+        }
+        Ok(StoreLock { _file: file })
+    }
+}
+
+impl StateStore for FileStore {
+    fn load(&self) -> Result<Option<State>, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&self.path, e)),
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        let found = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if found != STATE_VERSION {
+            return Err(StoreError::Version {
+                path: self.path.clone(),
+                found,
+                expected: STATE_VERSION,
+            });
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    fn save(&self, state: &State) -> Result<(), StoreError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| self.io(dir, e))?;
+        let tmp = self.sibling(&format!(".tmp{}", std::process::id()));
+        let json = serde_json::to_vec_pretty(state)
+            .map_err(|e| StoreError::Encode(self.path.display().to_string(), e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(&tmp, e));
+        }
+        fs::rename(&tmp, &self.path).map_err(|e| self.io(&self.path, e))?;
+        // The rename is durable only once the directory entry is.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.io(dir, e))
+    }
+
+    fn remove(&self) -> Result<(), StoreError> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io(&self.path, e)),
+        }
+    }
+}

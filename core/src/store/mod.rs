@@ -1,0 +1,40 @@
+//! Where [`State`] lives between commands. Saves are atomic: a crash at any instant leaves
+//! either the old state or the new one, never a torn file.
+
+mod file;
+mod memory;
+
+use std::path::PathBuf;
+
+pub use file::{FileStore, StoreLock};
+pub use memory::MemoryStore;
+
+use crate::state::State;
+
+pub trait StateStore: Send + Sync {
+    fn load(&self) -> Result<Option<State>, StoreError>;
+    fn save(&self, state: &State) -> Result<(), StoreError>;
+    fn remove(&self) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "state file {path}: {source}; check that the state directory is writable (run as root)"
+    )]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state file {path} is unreadable ({reason}); env-qemu cannot tell what to restore from it. Check `env-qemu status`, restore by hand if a bridge is still up (`ip link del BRIDGE`, then the uplink's addresses), and delete the file")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("state file {path} has version {found}, this env-qemu understands {expected}; stop with the version that started")]
+    Version {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("state {0}: {1}")]
+    Encode(String, String),
+}
