@@ -1,1 +1,20 @@
-//! Namespace harness.
+//! The real-kernel test harness of env-qemu: throwaway network namespaces ([`TestNs`]),
+//! a small LAN topology ([`topology`]), an `ip -j` reader that builds a
+//! [`env_qemu_core::model::NetState`] without the netlink backend ([`ipjson`]), a private
+//! tmpfs ([`TestTmpfs`]), and the skip policy ([`require_netns!`], [`require_tun!`]).
+//!
+//! Nothing here touches the machine's own network namespace or /dev/shm.
+
+pub mod cmd;
+pub mod compare;
+pub mod ipjson;
+pub mod netns;
+pub mod probe;
+pub mod skip;
+pub mod tmpfs;
+pub mod topology;
+
+pub use compare::{assert_dump_matches_ip, same_state};
+pub use netns::TestNs;
+pub use tmpfs::TestTmpfs;
+pub use topology::{HostConfig, Topology, TopologySpec};

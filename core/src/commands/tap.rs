@@ -53,7 +53,8 @@ pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     require_running(&state)?;
     let live = observe(env.kernel, &[], None).await?;
     let record = state.taps.iter().find(|r| &r.name == tap).cloned();
-    let plan = plan_del(&live, &state.request.bridge, tap, record.as_ref())?;
+    let req = &state.request;
+    let plan = plan_del(&live, &req.bridge, &req.uplink, tap, record.as_ref())?;
     let command = format!("del {tap}");
     let result = execute(
         env.kernel,

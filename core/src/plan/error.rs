@@ -28,7 +28,7 @@ pub enum PlanError {
     NotATap { name: IfName, kind: String },
     #[error("interface {0} is the bridge itself; attach taps to it, not the bridge to itself")]
     TapIsBridge(IfName),
-    #[error("interface {0} is the bridge's uplink; it is attached already")]
+    #[error("interface {0} is the bridge's uplink, not a VM tap; `env-qemu stop` releases it")]
     TapIsUplink(IfName),
     #[error("interface {tap} is a port of another bridge, {master}; detach it there first (`ip link set dev {tap} nomaster`)")]
     TapInOtherBridge { tap: IfName, master: IfName },

@@ -202,14 +202,18 @@ fn move_routes(s: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
     }
 }
 
-/// Routes added with `ip route append` share their key with another route; `replace` would
-/// swap whichever comes first, so they cannot be moved one by one.
+/// A route to move must be alone with its key: `replace` swaps the first route with that key,
+/// which may be another device's (`ip route append`, or the same prefix on two NICs).
 pub(crate) fn check_unique_keys(s: &Snapshot, nic: &IfName) -> Result<(), PlanError> {
     let mut per_key: HashMap<RouteKey, usize> = HashMap::new();
     for r in &s.net.routes {
         *per_key.entry(r.key()).or_default() += 1;
     }
-    match s.net.routes_via(nic).find(|r| per_key[&r.key()] > 1) {
+    let moved = s
+        .net
+        .routes_via(nic)
+        .filter(|r| r.protocol != RouteProtocol::Kernel);
+    match moved.into_iter().find(|r| per_key[&r.key()] > 1) {
         Some(r) => Err(PlanError::AppendedRoute(r.to_string())),
         None => Ok(()),
     }

@@ -7,7 +7,7 @@
 //! addresses and routes along, and nothing after it needs undoing).
 
 use super::start::set_sysctl;
-use super::tap::detach_steps;
+use super::tap::{detach_steps, restore_steps};
 use super::{primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
 use crate::model::{Address, Family, IfName, Knob, Link, RouteProtocol, Snapshot, SysctlKey};
 use crate::op::{LinkChange, Op};
@@ -34,6 +34,11 @@ pub fn plan_stop(
         for tap in vms {
             let rec = taps.iter().find(|r| r.name == tap.name);
             plan.steps.extend(detach_steps(tap, br, rec));
+        }
+    }
+    for rec in taps {
+        if let Some(t) = live.net.link(&rec.name).filter(|t| t.master.is_none()) {
+            plan.steps.extend(restore_steps(t, rec));
         }
     }
 

@@ -13,22 +13,7 @@ pub fn plan_add(
     uplink: &IfName,
     tap: &IfName,
 ) -> Result<(Plan, TapRecord), PlanError> {
-    let t = live
-        .net
-        .link(tap)
-        .ok_or_else(|| PlanError::NoSuchInterface(tap.clone()))?;
-    if tap == bridge {
-        return Err(PlanError::TapIsBridge(tap.clone()));
-    }
-    if tap == uplink {
-        return Err(PlanError::TapIsUplink(tap.clone()));
-    }
-    if !matches!(t.kind, LinkKind::Tap(_)) {
-        return Err(PlanError::NotATap {
-            name: tap.clone(),
-            kind: t.kind.name().to_string(),
-        });
-    }
+    let t = check_tap(live, bridge, uplink, tap)?;
     let br = live
         .net
         .link(bridge)
@@ -67,13 +52,11 @@ pub fn plan_add(
 pub fn plan_del(
     live: &Snapshot,
     bridge: &IfName,
+    uplink: &IfName,
     tap: &IfName,
     record: Option<&TapRecord>,
 ) -> Result<Plan, PlanError> {
-    let t = live
-        .net
-        .link(tap)
-        .ok_or_else(|| PlanError::NoSuchInterface(tap.clone()))?;
+    let t = check_tap(live, bridge, uplink, tap)?;
     if t.master.as_ref() != Some(bridge) {
         return Err(PlanError::TapNotAttached {
             tap: tap.clone(),
@@ -86,6 +69,32 @@ pub fn plan_del(
     })
 }
 
+/// `add` and `del` act on VM taps only: never the bridge, its uplink, or any other device.
+fn check_tap<'a>(
+    live: &'a Snapshot,
+    bridge: &IfName,
+    uplink: &IfName,
+    tap: &IfName,
+) -> Result<&'a Link, PlanError> {
+    let t = live
+        .net
+        .link(tap)
+        .ok_or_else(|| PlanError::NoSuchInterface(tap.clone()))?;
+    if tap == bridge {
+        return Err(PlanError::TapIsBridge(tap.clone()));
+    }
+    if tap == uplink {
+        return Err(PlanError::TapIsUplink(tap.clone()));
+    }
+    if !matches!(t.kind, LinkKind::Tap(_)) {
+        return Err(PlanError::NotATap {
+            name: tap.clone(),
+            kind: t.kind.name().to_string(),
+        });
+    }
+    Ok(t)
+}
+
 /// Reverse of [`plan_add`]'s steps, shared with `stop --force`.
 pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>) -> Vec<Step> {
     let mut steps = vec![set(
@@ -94,16 +103,20 @@ pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>
         LinkChange::Master(bridge.clone()),
     )];
     if let Some(rec) = record {
-        if rec.mtu != t.mtu {
-            steps.push(set(
-                &t.name,
-                LinkChange::Mtu(rec.mtu),
-                LinkChange::Mtu(t.mtu),
-            ));
-        }
-        if !rec.up && t.up {
-            steps.push(set(&t.name, LinkChange::Down, LinkChange::Up));
-        }
+        steps.extend(restore_steps(t, rec));
+    }
+    steps
+}
+
+/// What `add` changed on a tap besides attaching it (also left behind by an `add` that
+/// crashed before the attach).
+pub(crate) fn restore_steps(t: &Link, rec: &TapRecord) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if rec.mtu != t.mtu {
+        steps.push(set(&t.name, LinkChange::Mtu(rec.mtu), LinkChange::Mtu(t.mtu)));
+    }
+    if !rec.up && t.up {
+        steps.push(set(&t.name, LinkChange::Down, LinkChange::Up));
     }
     steps
 }

@@ -1,0 +1,92 @@
+//! Comparing two [`NetState`]s: the netlink dump against the `ip -j` reading.
+//!
+//! Remaining address lifetimes count down between two reads, and DAD can finish between
+//! them (`tentative` disappears), so comparisons retry until the state has settled and
+//! treat lifetimes within a few seconds as equal.
+
+use std::time::Duration;
+
+use env_qemu_backend_netlink::NetlinkKernel;
+use env_qemu_core::model::NetState;
+use env_qemu_core::Kernel;
+
+use crate::TestNs;
+
+/// Lifetimes that differ by at most this many seconds are the same lifetime.
+pub const LIFETIME_SLACK: u32 = 3;
+
+/// Whether `a` and `b` are the same state, up to ifindexes, ordering and lifetime slack.
+pub fn same_state(a: &NetState, b: &NetState) -> bool {
+    let (na, nb) = (a.normalized(), b.normalized());
+    without_lifetimes(&na) == without_lifetimes(&nb)
+        && na.addresses.iter().zip(&nb.addresses).all(|(x, y)| {
+            close(x.valid_lft, y.valid_lft) && close(x.preferred_lft, y.preferred_lft)
+        })
+}
+
+fn close(a: Option<u32>, b: Option<u32>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.abs_diff(b) <= LIFETIME_SLACK,
+        (a, b) => a == b,
+    }
+}
+
+/// The state with every finite lifetime replaced by 0.
+pub fn without_lifetimes(s: &NetState) -> NetState {
+    let mut s = s.clone();
+    for a in &mut s.addresses {
+        a.valid_lft = a.valid_lft.map(|_| 0);
+        a.preferred_lft = a.preferred_lft.map(|_| 0);
+    }
+    s.normalized()
+}
+
+/// What is in one state and not the other, for assertion messages.
+pub fn difference(a: &NetState, b: &NetState) -> String {
+    let (a, b) = (without_lifetimes(a), without_lifetimes(b));
+    let mut out = String::new();
+    section(&mut out, "link", &debug_all(&a.links), &debug_all(&b.links));
+    section(
+        &mut out,
+        "address",
+        &debug_all(&a.addresses),
+        &debug_all(&b.addresses),
+    );
+    section(
+        &mut out,
+        "route",
+        &debug_all(&a.routes),
+        &debug_all(&b.routes),
+    );
+    out
+}
+
+fn debug_all<T: std::fmt::Debug>(items: &[T]) -> Vec<String> {
+    items.iter().map(|i| format!("{i:?}")).collect()
+}
+
+fn section(out: &mut String, what: &str, left: &[String], right: &[String]) {
+    for x in left.iter().filter(|x| !right.contains(x)) {
+        out.push_str(&format!("  {what} only in left:  {x}\n"));
+    }
+    for x in right.iter().filter(|x| !left.contains(x)) {
+        out.push_str(&format!("  {what} only in right: {x}\n"));
+    }
+}
+
+/// Asserts that `kernel.dump()` equals the `ip -j` reading of `ns`, retrying for a few
+/// seconds while the namespace is still changing (DAD, lifetimes).
+pub async fn assert_dump_matches_ip(ns: &TestNs, kernel: &NetlinkKernel) {
+    let mut last = String::new();
+    for _ in 0..20 {
+        let before = ns.read_state();
+        let dumped = kernel.dump().await.expect("dump");
+        let after = ns.read_state();
+        if same_state(&before, &after) && same_state(&dumped, &before) {
+            return;
+        }
+        last = difference(&dumped, &before);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("netlink dump (left) differs from ip -j (right):\n{last}");
+}
