@@ -8,7 +8,7 @@ mod stop;
 mod tap;
 
 pub use error::CommandError;
-pub use start::{plan as plan_start, start};
+pub use start::{ensure_not_started, plan as plan_start, start};
 pub use stop::{plan as plan_stop, stop};
 pub use tap::{add, del};
 

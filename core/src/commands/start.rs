@@ -6,6 +6,7 @@ use crate::exec::execute;
 use crate::observe::{observe, scoped};
 use crate::plan::{plan_start, Plan, StartRequest};
 use crate::state::{Phase, State};
+use crate::store::StateStore;
 
 /// The plan `start` would run now, without running it (`--dry-run`).
 pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
@@ -14,9 +15,11 @@ pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandErro
     Ok(plan_start(&snap, req)?)
 }
 
-pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
-    if let Some(st) = env.store.load()? {
-        return Err(match st.phase {
+/// Refuses when a state is saved already: started, or interrupted and awaiting `stop`.
+pub fn ensure_not_started(store: &dyn StateStore) -> Result<(), CommandError> {
+    match store.load()? {
+        None => Ok(()),
+        Some(st) => Err(match st.phase {
             Phase::Running => CommandError::AlreadyStarted {
                 bridge: st.request.bridge,
                 uplink: st.request.uplink,
@@ -25,8 +28,12 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, Comman
                 bridge: st.request.bridge,
                 phase,
             },
-        });
+        }),
     }
+}
+
+pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
+    ensure_not_started(env.store)?;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
     let snap = observe(env.kernel, &[&req.uplink], shm).await?;
     let plan = plan_start(&snap, req)?;

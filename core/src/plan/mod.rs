@@ -4,6 +4,7 @@
 //! Nothing here talks to a kernel; everything is data, so plans are golden-tested as the
 //! `ip` commands they render to.
 
+mod drift;
 mod error;
 mod start;
 mod stop;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, IfName};
 use crate::op::Op;
 
+pub use drift::drift;
 pub use error::PlanError;
 pub use start::plan_start;
 pub use stop::plan_stop;

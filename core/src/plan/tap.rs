@@ -113,7 +113,11 @@ pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>
 pub(crate) fn restore_steps(t: &Link, rec: &TapRecord) -> Vec<Step> {
     let mut steps = Vec::new();
     if rec.mtu != t.mtu {
-        steps.push(set(&t.name, LinkChange::Mtu(rec.mtu), LinkChange::Mtu(t.mtu)));
+        steps.push(set(
+            &t.name,
+            LinkChange::Mtu(rec.mtu),
+            LinkChange::Mtu(t.mtu),
+        ));
     }
     if !rec.up && t.up {
         steps.push(set(&t.name, LinkChange::Down, LinkChange::Up));

@@ -1,0 +1,167 @@
+//! The command line, as data. `--help` is the manual: every option says what it does and
+//! what the default is.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+The seed workflow:
+  sudo env-qemu start              # bridge the interface that carries the default route
+  qemu-system-x86_64 ... -netdev tap,id=n0,script=/etc/qemu-ifup,downscript=/etc/qemu-ifdown
+  sudo env-qemu stop               # the network exactly as it was before start
+
+  env-qemu run -- qemu-system-x86_64 ...   # start, run QEMU, stop when it exits
+
+Exit codes: 0 ok, 1 kernel error (rolled back), 2 usage, 3 not found, 4 conflict,
+5 permission denied, 6 unreadable state file.";
+
+/// Put QEMU/KVM guests directly on the host's LAN through a Linux bridge, and bring the
+/// host's network back exactly as it was.
+#[derive(Debug, Parser)]
+#[command(name = "env-qemu", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Operate inside the network namespace /run/netns/NAME (like `ip -n NAME`)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// Where env-qemu keeps its state, one file per network namespace and bridge
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/run/env-qemu"
+    )]
+    pub state_dir: PathBuf,
+    /// Defaults for bridge, uplink and shm size (a missing file is fine)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        default_value = "/etc/env-qemu.toml"
+    )]
+    pub config: PathBuf,
+    /// Name of the bridge [default: lepont, or `bridge` in the config file]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// Print data as JSON (plans, status)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print every operation as it runs
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print errors only
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bridge IFACE: its addresses and routes move to the bridge without a blackout
+    Start(StartArgs),
+    /// Attach a VM's tap to the bridge (what /etc/qemu-ifup runs)
+    Add(TapArg),
+    /// Detach a VM's tap from the bridge (what /etc/qemu-ifdown runs)
+    Del(TapArg),
+    /// Restore the network exactly as it was before start (also recovers a crashed start)
+    Stop(StopArgs),
+    /// Show the bridge, its uplink, attached taps, the saved state and any drift
+    Status,
+    /// Start if needed, run COMMAND (QEMU), stop when it exits unless other VMs still use the bridge
+    Run(RunArgs),
+    /// Persistent taps owned by a user, so QEMU runs unprivileged with `script=no`
+    #[command(subcommand)]
+    Tap(TapCommand),
+    /// Check this host: /dev/net/tun, bridge support, privileges, the uplink, network managers, firewall
+    Doctor(DoctorArgs),
+    /// Print a sudoers rule letting a group attach and detach taps, and nothing else
+    Sudoers(SudoersArgs),
+    /// Build a throwaway lab in network namespaces and walk through start, add, stop (safe anywhere)
+    Demo,
+    /// Print shell completions or the man page
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StartArgs {
+    /// The LAN interface to bridge [default: the one carrying the default route]
+    pub iface: Option<String>,
+    /// Grow the shm tmpfs to at least SIZE (512M, 2G…); never shrinks it. `off` leaves it alone
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// The tmpfs QEMU takes guest RAM from
+    #[arg(long, value_name = "PATH", default_value = "/dev/shm")]
+    pub shm_path: PathBuf,
+    /// Print the plan as `ip` commands and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TapArg {
+    /// The tap device (QEMU passes it as the first argument of its ifup/ifdown script)
+    pub tap: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Detach VM taps still on the bridge instead of refusing
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan as `ip` commands and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// The command to run, usually qemu-system-x86_64 with a tap netdev
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TapCommand {
+    /// Create a persistent tap owned by USER/GROUP and attach it to the bridge
+    Create {
+        /// Tap name [default: the first free eqtapN]
+        name: Option<String>,
+        /// Owner allowed to open it (name or uid) [default: the sudo caller]
+        #[arg(long)]
+        user: Option<String>,
+        /// Group allowed to open it (name or gid)
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Detach and delete a tap made by `tap create`
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The uplink to check [default: the one carrying the default route]
+    pub iface: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SudoersArgs {
+    /// The group allowed to attach/detach taps
+    #[arg(long, default_value = "qemu")]
+    pub group: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// bash, zsh, fish, elvish, powershell, or man
+    pub what: String,
+}

@@ -1,0 +1,34 @@
+//! `env-qemu add TAP` / `env-qemu del TAP` (and `qemu-ifup` / `qemu-ifdown`).
+
+use env_qemu_core::commands::{self, Env};
+
+use crate::context::{ifname, Ctx};
+use crate::exit::Failure;
+use crate::output::Out;
+
+pub async fn run(ctx: &Ctx, out: Out, tap: &str, attach: bool) -> Result<(), Failure> {
+    let tap = ifname(tap)?;
+    let store = ctx.store();
+    // Concurrent adds (several VMs booting) queue here: each reads, changes and writes the
+    // state in turn, so no attachment is lost.
+    let _lock = store.lock()?;
+    let mut observer = out.observer();
+    let mut env = Env {
+        kernel: &ctx.kernel,
+        store: &store,
+        netns: ctx.netns_id.clone(),
+        observer: &mut observer,
+    };
+    if attach {
+        let plan = commands::add(&mut env, &tap).await?;
+        if plan.is_empty() {
+            out.say(format!("env-qemu: {tap} is already on {}", ctx.bridge));
+        } else {
+            out.say(format!("env-qemu: {tap} attached to {}", ctx.bridge));
+        }
+    } else {
+        commands::del(&mut env, &tap).await?;
+        out.say(format!("env-qemu: {tap} detached from {}", ctx.bridge));
+    }
+    Ok(())
+}

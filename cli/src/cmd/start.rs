@@ -1,0 +1,69 @@
+//! `env-qemu start [IFACE]`.
+
+use env_qemu_core::commands::{self, Env};
+use env_qemu_core::plan::{ShmRequest, StartRequest};
+use env_qemu_core::Kernel;
+
+use crate::args::StartArgs;
+use crate::context::{default_uplink, ifname, size, Ctx, DEFAULT_SHM};
+use crate::exit::Failure;
+use crate::output::Out;
+
+/// The request from arguments, then the config file, then the defaults.
+pub async fn request(ctx: &Ctx, a: &StartArgs) -> Result<StartRequest, Failure> {
+    let uplink = match a.iface.as_deref().or(ctx.config.uplink.as_deref()) {
+        Some(name) => ifname(name)?,
+        None => default_uplink(&ctx.kernel.dump().await?)?,
+    };
+    let shm_size = a
+        .shm_size
+        .as_deref()
+        .or(ctx.config.shm_size.as_deref())
+        .unwrap_or(DEFAULT_SHM);
+    let shm = match shm_size {
+        "off" => None,
+        s => Some(ShmRequest {
+            path: a.shm_path.clone(),
+            size_bytes: size(s)?,
+        }),
+    };
+    Ok(StartRequest {
+        uplink,
+        bridge: ctx.bridge.clone(),
+        shm,
+    })
+}
+
+pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
+    let store = ctx.store();
+    // A dry run changes nothing, so it needs no lock (nor root to create one).
+    let _lock = if a.dry_run { None } else { Some(store.lock()?) };
+    commands::ensure_not_started(&store)?;
+    let req = request(ctx, a).await?;
+    let mut observer = out.observer();
+    let mut env = Env {
+        kernel: &ctx.kernel,
+        store: &store,
+        netns: ctx.netns_id.clone(),
+        observer: &mut observer,
+    };
+    if a.dry_run {
+        out.plan(&commands::plan_start(&env, &req).await?);
+        return Ok(());
+    }
+    out.say(format!(
+        "env-qemu: bridging {} on {} ({})",
+        req.uplink, req.bridge, ctx.netns_label
+    ));
+    let plan = commands::start(&mut env, &req).await?;
+    for n in &plan.notes {
+        out.say(format!("note: {n}"));
+    }
+    out.say(format!(
+        "env-qemu: {} is up on {} ({} operations); attach VMs with `env-qemu add TAP` or QEMU's script=/etc/qemu-ifup",
+        req.bridge,
+        req.uplink,
+        plan.steps.len()
+    ));
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `env-qemu status [--json]`: what is bridged, what is attached, what was saved, what drifted.
+
+use serde::Serialize;
+
+use env_qemu_core::model::{format_size, IfName, NetState};
+use env_qemu_core::plan::drift;
+use env_qemu_core::state::{Phase, State};
+use env_qemu_core::store::StateStore;
+use env_qemu_core::Kernel;
+
+use crate::context::Ctx;
+use crate::exit::Failure;
+use crate::output::Out;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub netns: String,
+    pub bridge: String,
+    pub state_file: String,
+    pub started: bool,
+    pub phase: Option<Phase>,
+    pub uplink: Option<IfName>,
+    pub bridge_present: bool,
+    pub ports: Vec<IfName>,
+    pub taps: Vec<IfName>,
+    pub shm: Option<ShmStatus>,
+    pub drift: Vec<String>,
+    /// The interrupted command's journal, when a command did not finish.
+    pub interrupted_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShmStatus {
+    pub path: String,
+    pub size_before: String,
+}
+
+pub fn status(ctx: &Ctx, path: String, state: Option<&State>, live: &NetState) -> Status {
+    let br = &ctx.bridge;
+    let ports: Vec<IfName> = live.ports_of(br).map(|l| l.name.clone()).collect();
+    let uplink = state.map(|s| s.request.uplink.clone());
+    let drift = match state {
+        Some(s) if s.phase == Phase::Running => {
+            let live = env_qemu_core::model::Snapshot {
+                net: live.clone(),
+                ..Default::default()
+            };
+            drift(&s.pre, &s.request, &s.taps, &live)
+        }
+        _ => vec![],
+    };
+    Status {
+        netns: ctx.netns_label.clone(),
+        bridge: br.to_string(),
+        state_file: path,
+        started: state.is_some(),
+        phase: state.map(|s| s.phase),
+        bridge_present: live.link(br).is_some(),
+        taps: ports
+            .iter()
+            .filter(|p| Some(*p) != uplink.as_ref())
+            .cloned()
+            .collect(),
+        ports,
+        uplink,
+        shm: state.and_then(|s| {
+            s.pre.tmpfs.as_ref().map(|t| ShmStatus {
+                path: t.path.display().to_string(),
+                size_before: format_size(t.size_bytes),
+            })
+        }),
+        drift,
+        interrupted_at: state
+            .and_then(|s| s.journal.last())
+            .map(|j| format!("{} step {}/{}: {}", j.command, j.step, j.of, j.op)),
+    }
+}
+
+pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
+    let store = ctx.store();
+    let state = store.load()?;
+    let live = ctx.kernel.dump().await?;
+    let s = status(
+        ctx,
+        store.path().display().to_string(),
+        state.as_ref(),
+        &live,
+    );
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).expect("status serialises")
+        );
+        return Ok(());
+    }
+    if !s.started {
+        println!("env-qemu is not started on {} ({}).", s.bridge, s.netns);
+        return Ok(());
+    }
+    let phase = match s.phase {
+        Some(Phase::Running) => "running",
+        Some(Phase::Starting) => "INTERRUPTED while starting: run `env-qemu stop` to recover",
+        Some(Phase::Stopping) => "INTERRUPTED while stopping: run `env-qemu stop` again",
+        None => "unknown",
+    };
+    println!("bridge   {} ({}), {phase}", s.bridge, s.netns);
+    if let Some(u) = &s.uplink {
+        println!("uplink   {u}");
+    }
+    let taps: Vec<&str> = s.taps.iter().map(|t| t.as_str()).collect();
+    println!(
+        "taps     {}",
+        if taps.is_empty() {
+            "none".to_string()
+        } else {
+            taps.join(" ")
+        }
+    );
+    if let Some(shm) = &s.shm {
+        println!(
+            "shm      {} (was {} before start)",
+            shm.path, shm.size_before
+        );
+    }
+    println!("state    {}", s.state_file);
+    if let Some(j) = &s.interrupted_at {
+        println!("stopped at  {j}");
+    }
+    if s.drift.is_empty() {
+        println!("drift    none");
+    } else {
+        println!("drift    (stop repairs all of it)");
+        for d in &s.drift {
+            println!("  - {d}");
+        }
+    }
+    Ok(())
+}

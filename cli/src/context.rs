@@ -1,0 +1,160 @@
+//! Everything a subcommand needs: the kernel of the target namespace, its identity, the
+//! state file, the configured defaults.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use env_qemu_backend_netlink::NetlinkKernel;
+use env_qemu_core::model::{parse_size, Family, IfName, NetState, Prefix, TABLE_MAIN};
+use env_qemu_core::store::FileStore;
+use serde::Deserialize;
+
+use crate::args::Global;
+use crate::exit::{Code, Failure};
+
+pub const DEFAULT_BRIDGE: &str = "lepont";
+pub const DEFAULT_SHM: &str = "512M";
+
+/// `/etc/env-qemu.toml`: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bridge: Option<String>,
+    pub uplink: Option<String>,
+    pub shm_size: Option<String>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Failure> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text)
+                .map_err(|e| Failure::usage(format!("config file {}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(Failure::new(
+                Code::Permission,
+                format!("config file {}: {e}", path.display()),
+            )),
+        }
+    }
+}
+
+pub struct Ctx {
+    pub kernel: NetlinkKernel,
+    /// `net:[4026531840]`: the namespace's inode, stable while it exists.
+    pub netns_id: String,
+    /// How messages name the namespace: `this host` or `netns NAME`.
+    pub netns_label: String,
+    pub bridge: IfName,
+    pub config: Config,
+    pub state_dir: PathBuf,
+}
+
+pub fn ifname(s: &str) -> Result<IfName, Failure> {
+    IfName::new(s).map_err(|e| Failure::usage(e.to_string()))
+}
+
+pub fn size(s: &str) -> Result<u64, Failure> {
+    parse_size(s).ok_or_else(|| {
+        Failure::usage(format!(
+            "shm size {s:?} is not a size; write it like 512M, 2G or 1048576, or `off`"
+        ))
+    })
+}
+
+impl Ctx {
+    pub fn open(g: &Global) -> Result<Ctx, Failure> {
+        let config = Config::load(&g.config)?;
+        let bridge = ifname(
+            g.bridge
+                .as_deref()
+                .or(config.bridge.as_deref())
+                .unwrap_or(DEFAULT_BRIDGE),
+        )?;
+        let (ns_path, netns_label) = match &g.netns {
+            Some(name) => {
+                if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                    return Err(Failure::usage(format!(
+                        "netns name {name:?} is not a name under /run/netns"
+                    )));
+                }
+                (
+                    PathBuf::from("/run/netns").join(name),
+                    format!("netns {name}"),
+                )
+            }
+            None => (PathBuf::from("/proc/self/ns/net"), "this host".to_string()),
+        };
+        let meta = std::fs::metadata(&ns_path).map_err(|e| {
+            Failure::new(
+                Code::NotFound,
+                format!(
+                    "network namespace {}: {e}; list them with `ip netns list`",
+                    ns_path.display()
+                ),
+            )
+        })?;
+        let netns_id = format!("net:[{}]", meta.ino());
+        let kernel = match &g.netns {
+            Some(_) => NetlinkKernel::in_netns_path(&ns_path)?,
+            None => NetlinkKernel::current()?,
+        };
+        Ok(Ctx {
+            kernel,
+            netns_id,
+            netns_label,
+            bridge,
+            config,
+            state_dir: g.state_dir.clone(),
+        })
+    }
+
+    /// One state file per namespace and bridge, so two never collide.
+    pub fn store(&self) -> FileStore {
+        let ino = self
+            .netns_id
+            .trim_start_matches("net:[")
+            .trim_end_matches(']');
+        FileStore::new(
+            self.state_dir
+                .join(format!("netns-{ino}-{}.json", self.bridge)),
+        )
+    }
+}
+
+/// The interface carrying the default route (IPv4 first, lowest metric, main table).
+/// Several at the same metric, or none, is a refusal: guessing would bridge the wrong NIC.
+pub fn default_uplink(net: &NetState) -> Result<IfName, Failure> {
+    for fam in [Family::Inet, Family::Inet6] {
+        let mut defaults: Vec<_> = net
+            .routes
+            .iter()
+            .filter(|r| {
+                r.table == TABLE_MAIN && r.dst == Prefix::default_for(fam) && r.dev.is_some()
+            })
+            .collect();
+        defaults.sort_by_key(|r| r.metric);
+        let Some(best) = defaults.first() else {
+            continue;
+        };
+        let tied: Vec<&IfName> = defaults
+            .iter()
+            .filter(|r| r.metric == best.metric)
+            .filter_map(|r| r.dev.as_ref())
+            .collect();
+        if tied.iter().any(|d| Some(*d) != best.dev.as_ref()) {
+            let names: Vec<&str> = tied.iter().map(|d| d.as_str()).collect();
+            return Err(Failure::new(
+                Code::Conflict,
+                format!(
+                    "default routes through {} have the same metric: name the interface to bridge (`env-qemu start IFACE`)",
+                    names.join(" and ")
+                ),
+            ));
+        }
+        return Ok(best.dev.clone().expect("filtered on dev"));
+    }
+    Err(Failure::new(
+        Code::NotFound,
+        "no default route here: name the interface to bridge (`env-qemu start IFACE`)",
+    ))
+}

@@ -1,0 +1,95 @@
+//! One failure type for the command line: a message naming the object and the fix, and a
+//! documented exit code.
+
+use std::fmt;
+
+use env_qemu_core::commands::CommandError;
+use env_qemu_core::plan::PlanError;
+use env_qemu_core::store::StoreError;
+use env_qemu_core::{ErrorKind, KernelError};
+
+/// The exit codes `--help` documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Kernel = 1,
+    Usage = 2,
+    NotFound = 3,
+    Conflict = 4,
+    Permission = 5,
+    State = 6,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(Code::Usage, message)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn kernel_code(k: &KernelError) -> Code {
+    match k.kind {
+        ErrorKind::PermissionDenied => Code::Permission,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists | ErrorKind::Busy => Code::Conflict,
+        _ => Code::Kernel,
+    }
+}
+
+impl From<KernelError> for Failure {
+    fn from(k: KernelError) -> Failure {
+        Failure::new(kernel_code(&k), k.to_string())
+    }
+}
+
+fn store_code(e: &StoreError) -> Code {
+    match e {
+        StoreError::Corrupt { .. } | StoreError::Version { .. } => Code::State,
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Code::Permission
+        }
+        _ => Code::Kernel,
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Failure {
+        Failure::new(store_code(&e), e.to_string())
+    }
+}
+
+impl From<CommandError> for Failure {
+    fn from(e: CommandError) -> Failure {
+        let code = match &e {
+            CommandError::NotStarted => Code::NotFound,
+            CommandError::AlreadyStarted { .. }
+            | CommandError::Interrupted { .. }
+            | CommandError::WrongNamespace { .. } => Code::Conflict,
+            CommandError::Plan(PlanError::NoSuchInterface(_) | PlanError::ShmNotMounted(_)) => {
+                Code::NotFound
+            }
+            CommandError::Plan(_) => Code::Conflict,
+            CommandError::Observe(k) => kernel_code(k),
+            CommandError::Exec(x) => x.kernel_error().map_or(Code::State, kernel_code),
+            CommandError::Store(s) => store_code(s),
+        };
+        Failure::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,56 @@
+//! What the user sees while a plan runs: each operation as the `ip` command it equals, on
+//! stderr, so stdout stays data (`--dry-run`, `--json`).
+
+use env_qemu_core::exec::Event;
+use env_qemu_core::plan::Plan;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub quiet: bool,
+    pub verbose: bool,
+    pub json: bool,
+}
+
+impl Out {
+    pub fn observer(self) -> impl FnMut(Event<'_>) + Send {
+        move |e| {
+            if self.quiet {
+                return;
+            }
+            match e {
+                Event::Applied { step, of, op } => {
+                    if self.verbose {
+                        eprintln!("  [{step}/{of}] {op}");
+                    } else {
+                        eprintln!("  {op}");
+                    }
+                }
+                Event::Undone { op } => eprintln!("  undo: {op}"),
+                Event::UndoFailed { op, error } => eprintln!("  undo failed: {op}: {error}"),
+            }
+        }
+    }
+
+    pub fn say(self, line: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", line.as_ref());
+        }
+    }
+
+    /// `--dry-run`: the plan as commands (or JSON) on stdout.
+    pub fn plan(self, plan: &Plan) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(plan).expect("plans serialise")
+            );
+        } else if plan.is_empty() {
+            println!("# nothing to do");
+            for n in &plan.notes {
+                println!("# {n}");
+            }
+        } else {
+            print!("{plan}");
+        }
+    }
+}
