@@ -1,1 +1,25 @@
-//! The simulated kernel.
+//! A simulated Linux kernel for env-qemu's tests: links, addresses, routes, IPv6
+//! sysctls and tmpfs mounts, with the side effects the real kernel has (measured, see
+//! /work/shared/kernel-notes.md) rather than canned replies, plus fault injection.
+//!
+//! [`SimKernel`] implements [`env_qemu_core::Kernel`]; its inherent methods build worlds
+//! (NICs, cables, QEMU opening taps, time passing) and inject faults.
+
+mod addresses;
+mod bridge;
+mod dump;
+mod error;
+mod faults;
+mod ipv6;
+mod links;
+mod nexthop;
+mod ops;
+mod routes;
+mod sim;
+mod state;
+mod sysctls;
+mod tmpfs;
+mod world;
+
+pub use sim::SimKernel;
+pub use state::PortState;

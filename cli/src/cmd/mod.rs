@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 mod add;
+mod demo;
 mod generate;
 mod start;
 mod status;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     match &cli.command {
         Command::Sudoers(a) => return sudoers::run(a).map(|()| ExitCode::SUCCESS),
         Command::Generate(a) => return generate::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Demo => return demo::run(out).await.map(|()| ExitCode::SUCCESS),
         _ => {}
     }
     let ctx = Ctx::open(g)?;

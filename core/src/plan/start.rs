@@ -102,7 +102,7 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
             Op::AddrDel { address: moved },
         ));
     }
-    if let Some(v) = &nic_dad {
+    if let Some(v) = nic_dad.as_ref().filter(|v| *v != "0") {
         plan.push(Step::owned(set_sysctl(br, Knob::Ipv6AcceptDad, v.clone())));
     }
 

@@ -1,0 +1,232 @@
+//! The routing tables (all but `local`): add/replace/del with the kernel's identity keys,
+//! the routes the kernel adds and removes by itself, and the order `dump` walks them in.
+
+use std::cmp::Ordering;
+use std::net::{IpAddr, Ipv6Addr};
+
+use env_qemu_core::model::{
+    AddrFlag, Address, Family, IfName, Prefix, Route, RouteProtocol, RouteScope, RouteType,
+    TABLE_MAIN,
+};
+
+use crate::error::{exists, Fail, Res};
+use crate::nexthop;
+use crate::state::{Kind, Ns};
+
+/// `ip route add` (`replace = false`) and `ip route replace`.
+pub(crate) fn add(ns: &mut Ns, req: &Route, replace: bool) -> Res {
+    let r = nexthop::validate(ns, req)?;
+    let same_key = |x: &Route| same_key(x, &r);
+    let Some(first) = in_dump_order(ns)
+        .into_iter()
+        .find(|&k| same_key(&ns.routes[k]))
+    else {
+        ns.routes.push(r);
+        return Ok(());
+    };
+    if !replace {
+        // Another gateway, device or protocol under the same key is still the same
+        // route to the kernel.
+        return Err(exists());
+    }
+    // An identical route already there: nothing to do. Otherwise the first of the key
+    // is swapped in place, so appended siblings keep their order.
+    if !ns.routes.iter().any(|x| same_key(x) && *x == r) {
+        ns.routes[first] = r;
+    }
+    Ok(())
+}
+
+/// IPv4: (table, dst, tos, metric). IPv6: (table, dst, metric).
+fn same_key(a: &Route, b: &Route) -> bool {
+    a.family() == b.family()
+        && a.table == b.table
+        && a.dst == b.dst
+        && a.metric == b.metric
+        && (a.family() == Family::Inet6 || a.tos == b.tos)
+}
+
+/// `ip route del`: the key plus every attribute the request carries. Unset attributes
+/// (no gateway/dev/prefsrc, metric 0, proto unspec, scope nowhere) match anything.
+pub(crate) fn del(ns: &mut Ns, req: &Route) -> Res {
+    if let Some(dev) = &req.dev {
+        ns.require(dev)?;
+    }
+    let v6 = req.family() == Family::Inet6;
+    let hit = |x: &Route| {
+        x.family() == req.family()
+            && x.table == req.table
+            && x.dst == req.dst
+            && (v6 || x.tos == req.tos)
+            && (req.metric == 0 || x.metric == req.metric)
+            && (req.protocol == RouteProtocol::Unspec || x.protocol == req.protocol)
+            && (req.gateway.is_none() || x.gateway == req.gateway)
+            && (req.dev.is_none() || x.dev == req.dev)
+            // IPv6 routes have no scope, and fib6 ignores type and prefsrc on delete.
+            && (v6 || req.scope == RouteScope::Nowhere || x.scope == req.scope)
+            && (v6 || req.kind == RouteType::Other(0) || x.kind == req.kind)
+            && (v6 || req.prefsrc.is_none() || x.prefsrc == req.prefsrc)
+    };
+    let Some(k) = in_dump_order(ns).into_iter().find(|&k| hit(&ns.routes[k])) else {
+        return Err(Fail::new(libc::ESRCH, "No such process"));
+    };
+    ns.routes.remove(k);
+    Ok(())
+}
+
+/// The prefix route the kernel keeps for a primary IPv4 address: table main, proto
+/// kernel, scope link, src = the address, metric 0. Only on an up device (the nexthop
+/// check refuses a down one), never for /32 or 0.0.0.0/8, and on lo it lives in the
+/// local table.
+fn prefix_route_v4(ns: &Ns, i: u32, a: &Address) -> Option<Route> {
+    let d = ns.dev(i);
+    let p = a.prefix();
+    let zeronet = matches!(p.addr(), IpAddr::V4(v) if v.octets()[0] == 0);
+    if a.has(AddrFlag::Noprefixroute) || a.prefix_len >= 32 || zeronet {
+        return None;
+    }
+    if matches!(d.kind, Kind::Loopback) {
+        return None;
+    }
+    Some(Route {
+        table: TABLE_MAIN,
+        dst: p,
+        kind: RouteType::Unicast,
+        gateway: None,
+        dev: Some(d.name.clone()),
+        metric: 0,
+        protocol: RouteProtocol::Kernel,
+        scope: RouteScope::Link,
+        prefsrc: Some(a.ip),
+        onlink: false,
+        tos: 0,
+    })
+}
+
+/// fib_magic for a primary's prefix route: `add` appends it (even when the same prefix
+/// already goes through another device) unless an identical one exists; removal takes
+/// exactly the kernel's own route, leaving any user route with that prefix.
+pub(crate) fn kernel_prefix_v4(ns: &mut Ns, i: u32, a: &Address, add: bool) {
+    let Some(r) = prefix_route_v4(ns, i, a) else {
+        return;
+    };
+    if add {
+        if ns.dev(i).up && !ns.routes.contains(&r) {
+            ns.routes.push(r);
+        }
+    } else if let Some(k) = ns.routes.iter().position(|x| *x == r) {
+        ns.routes.remove(k);
+    }
+}
+
+/// addrconf_prefix_route: proto kernel, metric 256. A route with the same prefix and
+/// metric through the same device without gateway counts as already there.
+pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
+    let r = Route {
+        table: TABLE_MAIN,
+        dst,
+        kind: RouteType::Unicast,
+        gateway: None,
+        dev: Some(dev.clone()),
+        metric: 256,
+        protocol: RouteProtocol::Kernel,
+        scope: RouteScope::Universe,
+        prefsrc: None,
+        onlink: false,
+        tos: 0,
+    };
+    let dup = ns.routes.iter().any(|x| {
+        x.table == r.table
+            && x.dst == dst
+            && x.metric == 256
+            && x.dev == r.dev
+            && x.gateway.is_none()
+    });
+    if !dup {
+        ns.routes.push(r);
+    }
+}
+
+/// cleanup_prefix_route: the device's gateway-less route for the prefix in main,
+/// preferring the kernel's own.
+pub(crate) fn remove_kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
+    let cand = |x: &Route| {
+        x.table == TABLE_MAIN && x.dst == dst && x.dev.as_ref() == Some(dev) && x.gateway.is_none()
+    };
+    let k = ns
+        .routes
+        .iter()
+        .position(|x| cand(x) && x.protocol == RouteProtocol::Kernel)
+        .or_else(|| ns.routes.iter().position(cand));
+    if let Some(k) = k {
+        ns.routes.remove(k);
+    }
+}
+
+/// Every route of `family` through `dev`, all tables.
+pub(crate) fn flush_dev(ns: &mut Ns, dev: &IfName, family: Family) {
+    ns.routes
+        .retain(|r| !(r.family() == family && r.dev.as_ref() == Some(dev)));
+}
+
+pub(crate) fn flush_prefsrc_main(ns: &mut Ns, ip: IpAddr) {
+    ns.routes
+        .retain(|r| !(r.table == TABLE_MAIN && r.prefsrc == Some(ip)));
+}
+
+pub(crate) fn drop_prefsrc_v6(ns: &mut Ns, ip: Ipv6Addr) {
+    let still: Vec<bool> = ns
+        .routes
+        .iter()
+        .map(|r| {
+            let dev = r.dev.as_ref().and_then(|d| ns.idx(d));
+            dev.is_some_and(|d| ns.has_v6(ip, d, false))
+        })
+        .collect();
+    for (r, keep) in ns.routes.iter_mut().zip(still) {
+        if r.prefsrc == Some(IpAddr::V6(ip)) && !keep {
+            r.prefsrc = None;
+        }
+    }
+}
+
+/// Indexes of `ns.routes` in the order the kernel dumps them.
+pub(crate) fn in_dump_order(ns: &Ns) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..ns.routes.len()).collect();
+    idx.sort_by(|&a, &b| dump_cmp(&ns.routes[a], &ns.routes[b]));
+    idx
+}
+
+/// IPv4 before IPv6 (an AF_UNSPEC dump walks families in that order), tables by id,
+/// then each family's tree order, then tos (descending) and metric; ties keep
+/// insertion order (the sort is stable).
+fn dump_cmp(a: &Route, b: &Route) -> Ordering {
+    a.family()
+        .cmp(&b.family())
+        .then(a.table.cmp(&b.table))
+        .then_with(|| match a.family() {
+            Family::Inet => v4_tree(&a.dst, &b.dst),
+            Family::Inet6 => v6_tree(&a.dst, &b.dst),
+        })
+        .then(b.tos.cmp(&a.tos))
+        .then(a.metric.cmp(&b.metric))
+}
+
+/// fib_trie: by key; at one key, longer prefixes first (sorted by suffix length).
+fn v4_tree(a: &Prefix, b: &Prefix) -> Ordering {
+    a.addr().cmp(&b.addr()).then(b.len().cmp(&a.len()))
+}
+
+/// fib6 walks its radix tree left, right, then the node itself: a prefix comes after
+/// every more specific one it contains, so `default` is last.
+fn v6_tree(a: &Prefix, b: &Prefix) -> Ordering {
+    let common = a.len().min(b.len());
+    let (ma, mb) = (
+        Prefix::new(a.addr(), common).map(|p| p.addr()),
+        Prefix::new(b.addr(), common).map(|p| p.addr()),
+    );
+    if ma != mb {
+        return ma.cmp(&mb);
+    }
+    b.len().cmp(&a.len())
+}

@@ -1,0 +1,163 @@
+//! `SimKernel`: the shared handle, the `Kernel` implementation and the fault controls.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use env_qemu_core::kernel::errno_name;
+use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::{Kernel, KernelError, Op};
+
+use crate::faults::Faults;
+use crate::state::Ns;
+use crate::{dump, sysctls, tmpfs};
+
+/// A simulated Linux network namespace (plus its tmpfs mounts), modelling the side
+/// effects the real kernel has. `Clone` gives another handle on the same kernel, as a
+/// second process would have; [`SimKernel::fork`] gives an independent copy.
+#[derive(Clone)]
+pub struct SimKernel {
+    inner: Arc<Mutex<World>>,
+}
+
+pub(crate) struct World {
+    pub ns: Ns,
+    pub faults: Faults,
+}
+
+impl Default for SimKernel {
+    fn default() -> Self {
+        SimKernel::new()
+    }
+}
+
+impl std::fmt::Debug for SimKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimKernel")
+            .field("net", &self.net())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn tmpfs_object(path: &Path) -> String {
+    format!("tmpfs {}", path.display())
+}
+
+impl SimKernel {
+    /// A fresh namespace: only `lo`, up, with 127.0.0.1/8 and ::1/128.
+    pub fn new() -> SimKernel {
+        SimKernel {
+            inner: Arc::new(Mutex::new(World {
+                ns: Ns::new(),
+                faults: Faults::default(),
+            })),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
+        // A panicking test thread must not take every other handle down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An independent deep copy of the kernel state and settings (promote_secondaries,
+    /// mounts, sysctls), with no faults armed and the mutation count at zero.
+    pub fn fork(&self) -> SimKernel {
+        let ns = self.lock().ns.clone();
+        SimKernel {
+            inner: Arc::new(Mutex::new(World {
+                ns,
+                faults: Faults::default(),
+            })),
+        }
+    }
+
+    /// The `n`th mutating `apply` from now (1 = the next one) fails with `errno`,
+    /// changing nothing. Several can be armed at once.
+    pub fn fail_nth(&self, n: usize, errno: i32) {
+        self.lock().faults.fail_nth(n, errno);
+    }
+
+    /// After `n` more successful mutating calls (0: at once), every call (`apply`,
+    /// `dump`, reads) fails with [`env_qemu_core::ErrorKind::Unavailable`] until
+    /// [`SimKernel::revive`]. The state stays as the last success left it.
+    pub fn crash_after(&self, n: usize) {
+        self.lock().faults.crash_after(n);
+    }
+
+    /// Disarms every fault still pending (scheduled failures, a crash yet to happen). A
+    /// crash that already happened lasts until [`SimKernel::revive`].
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Ends a crash (and disarms a pending one): the next process can talk to the kernel.
+    pub fn revive(&self) {
+        self.lock().faults.revive();
+    }
+
+    pub fn is_crashed(&self) -> bool {
+        self.lock().faults.crashed()
+    }
+
+    /// Successful mutating `apply` calls so far (world-building calls not included).
+    pub fn mutations(&self) -> usize {
+        self.lock().faults.mutations()
+    }
+
+    /// `apply` without faults, crash or counting: the test's own hand on the kernel,
+    /// to build a world or to play another program changing things.
+    pub fn apply_now(&self, op: &Op) -> Result<(), KernelError> {
+        self.lock().ns.apply(op)
+    }
+
+    /// `dump` without faults.
+    pub fn net(&self) -> NetState {
+        dump::net_state(&self.lock().ns)
+    }
+
+    /// `read_sysctl` without faults.
+    pub fn sysctl_now(&self, key: &SysctlKey) -> Result<String, KernelError> {
+        sysctls::read(&self.lock().ns, key).map_err(|f| f.into_error(key.to_string()))
+    }
+
+    /// `read_tmpfs` without faults.
+    pub fn tmpfs_now(&self, path: &Path) -> Result<Tmpfs, KernelError> {
+        tmpfs::read(&self.lock().ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
+    }
+}
+
+#[async_trait]
+impl Kernel for SimKernel {
+    async fn dump(&self) -> Result<NetState, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed("network namespace")?;
+        Ok(dump::net_state(&w.ns))
+    }
+
+    async fn apply(&self, op: &Op) -> Result<(), KernelError> {
+        let mut w = self.lock();
+        w.faults.refuse_if_crashed(op.object())?;
+        if !op.is_mutation() {
+            return w.ns.apply(op);
+        }
+        if let Some(errno) = w.faults.next_call() {
+            let detail = format!("injected fault ({})", errno_name(errno));
+            return Err(KernelError::from_errno(errno, op.object(), Some(detail)));
+        }
+        w.ns.apply(op)?;
+        w.faults.succeeded();
+        Ok(())
+    }
+
+    async fn read_sysctl(&self, key: &SysctlKey) -> Result<String, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed(key.to_string())?;
+        sysctls::read(&w.ns, key).map_err(|f| f.into_error(key.to_string()))
+    }
+
+    async fn read_tmpfs(&self, path: &Path) -> Result<Tmpfs, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed(tmpfs_object(path))?;
+        tmpfs::read(&w.ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
+    }
+}

@@ -1,0 +1,160 @@
+//! World-building: what tests arrange that env-qemu itself never does — physical NICs
+//! and their cables, QEMU opening taps, mounts, kernel settings, the passing of time.
+
+use std::path::{Path, PathBuf};
+
+use env_qemu_core::model::{IfName, MacAddr, TapInfo};
+use env_qemu_core::KernelError;
+
+use crate::error::{Fail, Res};
+use crate::links::{check_mtu, mtu_range, unregister};
+use crate::sim::{tmpfs_object, SimKernel};
+use crate::state::{valid_ether, Kind, Mount, Ns, PortState};
+use crate::{bridge, ipv6};
+
+fn object(name: &IfName) -> String {
+    format!("interface {name}")
+}
+
+impl SimKernel {
+    /// Runs a world-building change on the namespace and settles carriers after it.
+    fn build<T>(&self, object: &str, f: impl FnOnce(&mut Ns) -> Res<T>) -> Result<T, KernelError> {
+        let mut w = self.lock();
+        let r = f(&mut w.ns);
+        bridge::settle(&mut w.ns);
+        r.map_err(|e| e.into_error(object))
+    }
+
+    fn add_device(&self, name: &IfName, kind: Kind, mac: MacAddr, mtu: u32) -> u32 {
+        let r = self.build(&object(name), |ns| {
+            ns.ensure_free(name)?;
+            check_mtu(mtu_range(&kind), mtu)?;
+            if !valid_ether(&mac) {
+                return Err(Fail::new(
+                    libc::EADDRNOTAVAIL,
+                    "Cannot assign requested address",
+                ));
+            }
+            Ok(ns.insert_dev(name.clone(), kind, mac, mtu))
+        });
+        r.unwrap_or_else(|e| panic!("cannot build this world: {e}"))
+    }
+
+    /// A physical Ethernet NIC with its cable plugged in (carrier as soon as it is up).
+    /// Created down, like any newly registered device. Returns its ifindex.
+    ///
+    /// # Panics
+    /// On a name that is taken or invalid, an MTU outside 68..=9216 or an invalid MAC:
+    /// the world under test would not be the one asked for.
+    pub fn add_nic(&self, name: &IfName, mac: MacAddr, mtu: u32) -> u32 {
+        self.add_device(name, Kind::Ethernet { plugged: true }, mac, mtu)
+    }
+
+    /// A wireless NIC, associated (carrier when up); bridges refuse it as a port.
+    ///
+    /// # Panics
+    /// Like [`SimKernel::add_nic`].
+    pub fn add_wireless(&self, name: &IfName, mac: MacAddr) -> u32 {
+        self.add_device(name, Kind::Wireless { plugged: true }, mac, 1500)
+    }
+
+    /// Plugs or unplugs a NIC's cable (its carrier), rippling to bridge and IPv6 state.
+    pub fn set_lower(&self, name: &IfName, plugged: bool) -> Result<(), KernelError> {
+        self.build(&object(name), |ns| {
+            let i = ns.require(name)?;
+            match &mut ns.dev_mut(i).kind {
+                Kind::Ethernet { plugged: p } | Kind::Wireless { plugged: p } => {
+                    *p = plugged;
+                    Ok(())
+                }
+                _ => Err(Fail::new(
+                    libc::EOPNOTSUPP,
+                    "only NICs have a cable: veth carrier follows the peer, taps their reader",
+                )),
+            }
+        })
+    }
+
+    /// A tap QEMU created and holds open itself: not persistent, carrier at once, and
+    /// gone when QEMU closes it. Returns its ifindex.
+    ///
+    /// # Panics
+    /// On a name that is taken or invalid.
+    pub fn add_tap_with_reader(&self, name: &IfName) -> u32 {
+        let info = TapInfo {
+            owner: None,
+            group: None,
+            persist: false,
+        };
+        let mac = self.lock().ns.random_mac();
+        self.add_device(name, Kind::Tap { info, reader: true }, mac, 1500)
+    }
+
+    /// A process (QEMU) opens the tap: it gets carrier.
+    pub fn open_tap(&self, name: &IfName) -> Result<(), KernelError> {
+        self.set_reader(name, true)
+    }
+
+    /// The reader closes the tap: carrier goes; a non-persistent tap is destroyed.
+    pub fn close_tap(&self, name: &IfName) -> Result<(), KernelError> {
+        self.set_reader(name, false)
+    }
+
+    fn set_reader(&self, name: &IfName, open: bool) -> Result<(), KernelError> {
+        self.build(&object(name), |ns| {
+            let i = ns.require(name)?;
+            let Kind::Tap { info, reader } = &mut ns.dev_mut(i).kind else {
+                return Err(Fail::new(libc::EINVAL, "not a tap"));
+            };
+            *reader = open;
+            if !open && !info.persist {
+                unregister(ns, i);
+            }
+            Ok(())
+        })
+    }
+
+    /// A tmpfs mounted at `path` with `size_bytes` (0 = unlimited), nothing in use.
+    pub fn mount_tmpfs(&self, path: impl Into<PathBuf>, size_bytes: u64) {
+        let m = Mount {
+            size: size_bytes,
+            used: 0,
+        };
+        self.lock().ns.tmpfs.insert(path.into(), m);
+    }
+
+    /// How much of a mounted tmpfs is in use: remounting it smaller fails.
+    pub fn set_tmpfs_used(&self, path: &Path, used_bytes: u64) -> Result<(), KernelError> {
+        self.build(&tmpfs_object(path), |ns| match ns.tmpfs.get_mut(path) {
+            Some(m) => {
+                m.used = used_bytes;
+                Ok(())
+            }
+            None => Err(Fail::new(libc::ENOENT, "no tmpfs mounted there")),
+        })
+    }
+
+    /// net.ipv4.conf.all.promote_secondaries (0 in a fresh namespace; many systemd
+    /// distributions ship 1).
+    pub fn set_promote_secondaries(&self, on: bool) {
+        self.lock().ns.promote_secondaries = on;
+    }
+
+    /// Enough time passes for everything pending to finish: STP ports reach forwarding
+    /// (carrier and link-locals follow), then DAD completes on every device that has
+    /// been up with carrier. The simulator has no clock otherwise.
+    pub fn advance_time(&self) {
+        let mut w = self.lock();
+        bridge::stp_timers(&mut w.ns);
+        bridge::settle(&mut w.ns);
+        ipv6::complete_dad(&mut w.ns);
+    }
+
+    /// The STP state of a bridge port; `None` if `name` is not a port.
+    pub fn port_state(&self, name: &IfName) -> Option<PortState> {
+        let w = self.lock();
+        let i = w.ns.idx(name)?;
+        let d = w.ns.dev(i);
+        d.master.map(|_| d.port)
+    }
+}

@@ -1,0 +1,84 @@
+//! Shared by the property tests: generated worlds, command sequences, and a driver that runs
+//! them through the real core commands on the simulated kernel.
+
+#![allow(dead_code)]
+
+pub mod script;
+pub mod world;
+
+use env_qemu_backend_fake::SimKernel;
+use env_qemu_core::commands::{self, CommandError, Env};
+use env_qemu_core::exec::Event;
+use env_qemu_core::model::{IfName, Snapshot};
+use env_qemu_core::observe::observe;
+use env_qemu_core::store::MemoryStore;
+
+use script::{name, request, Cmd};
+use world::SHM;
+
+/// Everything env-qemu may touch, normalised: links, addresses, routes, every device's
+/// IPv6 knobs, the shm tmpfs.
+pub async fn full_state(sim: &SimKernel) -> Snapshot {
+    let net = sim.net();
+    let devs: Vec<IfName> = net.links.iter().map(|l| l.name.clone()).collect();
+    let refs: Vec<&IfName> = devs.iter().collect();
+    observe(sim, &refs, Some(std::path::Path::new(SHM)))
+        .await
+        .expect("the simulated kernel answers")
+        .normalized()
+}
+
+/// Runs one command the way the CLI does: a fresh `Env` (a new process) on the shared
+/// kernel and store.
+pub async fn run(
+    sim: &SimKernel,
+    store: &MemoryStore,
+    cmd: Cmd,
+    observer: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Option<Result<(), CommandError>> {
+    let mut env = Env {
+        kernel: sim,
+        store,
+        netns: "sim".into(),
+        observer,
+    };
+    let r = match cmd {
+        Cmd::Start { uplink, shm_mb } => commands::start(&mut env, &request(uplink, shm_mb)).await,
+        Cmd::Add(t) => commands::add(&mut env, &name(t)).await,
+        Cmd::Del(t) => commands::del(&mut env, &name(t)).await,
+        Cmd::Stop { force } => commands::stop(&mut env, force).await,
+        Cmd::QemuOpen(t) => {
+            let _ = sim.open_tap(&name(script::Target::Tap(t)));
+            return None;
+        }
+        Cmd::QemuClose(t) => {
+            let _ = sim.close_tap(&name(script::Target::Tap(t)));
+            return None;
+        }
+    };
+    Some(r.map(|_| ()))
+}
+
+/// QEMU is gone at the end of a scenario: no tap has a reader.
+pub fn close_all_taps(sim: &SimKernel) {
+    for l in sim.net().links {
+        if l.kind.is_tap() {
+            let _ = sim.close_tap(&l.name);
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+/// At least 1,000 cases, more when PROPTEST_CASES asks for more.
+pub fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .max(1000)
+}

@@ -1,0 +1,224 @@
+//! The restore guarantees, proved over generated worlds and command sequences on the
+//! simulated kernel, with failures and crashes injected anywhere.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::script::{cmd, Cmd, Expect, Model};
+use common::world::{build, world_spec, WorldSpec};
+use common::*;
+use env_qemu_backend_fake::SimKernel;
+use env_qemu_core::commands::CommandError;
+use env_qemu_core::exec::Event;
+use env_qemu_core::model::NetState;
+use env_qemu_core::store::{MemoryStore, StateStore};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+fn sequence() -> impl Strategy<Value = (WorldSpec, Vec<Cmd>)> {
+    (world_spec(), proptest::collection::vec(cmd(), 1..10))
+}
+
+fn noop() -> impl FnMut(Event<'_>) + Send {
+    |_| {}
+}
+
+/// Runs `cmds` checking each outcome against the model (property 4 along the way: refused
+/// commands change neither the kernel nor the store), then a final `stop --force`.
+async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: &[Cmd]) -> Model {
+    let mut model = Model::default();
+    for &c in cmds {
+        let expect = model.expect(w, c);
+        let before = full_state(sim).await;
+        let saved = store.load().unwrap();
+        let Some(got) = run(sim, store, c, &mut noop()).await else {
+            continue;
+        };
+        let expect = expect.expect("commands have expectations");
+        assert!(
+            expect.matches(&got),
+            "{c:?}: expected {expect:?}, got {got:?}"
+        );
+        if expect == Expect::Ok {
+            model.apply(c);
+        } else {
+            assert_eq!(
+                full_state(sim).await,
+                before,
+                "refused {c:?} changed the kernel"
+            );
+            assert_eq!(
+                store.load().unwrap(),
+                saved,
+                "refused {c:?} changed the state file"
+            );
+        }
+    }
+    model
+}
+
+async fn finish(sim: &SimKernel, store: &MemoryStore, model: &Model) {
+    if model.started() {
+        let r = run(sim, store, Cmd::Stop { force: true }, &mut noop()).await;
+        assert!(matches!(r, Some(Ok(()))), "final stop: {r:?}");
+    }
+    close_all_taps(sim);
+    assert!(
+        store.load().unwrap().is_none(),
+        "stop leaves no state behind"
+    );
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// 1 and 4: any sequence ending in stop restores the initial state; invalid commands
+    /// are refused with the expected typed error and change nothing.
+    #[test]
+    fn sequences_restore_the_initial_state((w, cmds) in sequence()) {
+        runtime().block_on(async {
+            let sim = build(&w);
+            let initial = full_state(&sim).await;
+            let store = MemoryStore::new();
+            let model = run_checked(&w, &sim, &store, &cmds).await;
+            finish(&sim, &store, &model).await;
+            assert_eq!(full_state(&sim).await, initial);
+        });
+    }
+
+    /// 2: a failure injected at any operation of a command leaves the state that command
+    /// found, and the error names the operation; the sequence then goes on and still
+    /// restores everything.
+    #[test]
+    fn failures_roll_back_exactly((w, cmds) in sequence(), at in any::<prop::sample::Index>(), nth in 1usize..24) {
+        runtime().block_on(async {
+            let sim = build(&w);
+            let initial = full_state(&sim).await;
+            let store = MemoryStore::new();
+            let k = at.index(cmds.len());
+            let model = run_checked(&w, &sim, &store, &cmds[..k]).await;
+            let c = cmds[k];
+            let before = full_state(&sim).await;
+            let saved = store.load().unwrap();
+            sim.fail_nth(nth, libc::EBUSY);
+            let got = run(&sim, &store, c, &mut noop()).await;
+            sim.clear_faults();
+            let mut model = model;
+            match got {
+                Some(Err(CommandError::Exec(e))) => {
+                    assert!(e.rolled_back(), "{e}");
+                    let msg = e.to_string();
+                    assert!(msg.contains(&e.op.to_string()) && msg.contains(&e.op.object()), "{msg}");
+                    assert_eq!(e.kernel_error().map(|k| k.errno), Some(Some(libc::EBUSY)));
+                    assert_eq!(full_state(&sim).await, before, "{c:?} failed at step {} of {}", e.step, e.of);
+                    let after = store.load().unwrap();
+                    assert_eq!(after.as_ref().map(|s| (&s.phase, &s.taps)), saved.as_ref().map(|s| (&s.phase, &s.taps)));
+                }
+                Some(Ok(())) => model.apply(c),
+                Some(Err(_)) | None => {}
+            }
+            let model = {
+                let mut m = model;
+                for &c in &cmds[k + 1..] {
+                    if let (Some(Expect::Ok), Some(Ok(()))) = (m.expect(&w, c), run(&sim, &store, c, &mut noop()).await) {
+                        m.apply(c);
+                    }
+                }
+                m
+            };
+            finish(&sim, &store, &model).await;
+            assert_eq!(full_state(&sim).await, initial);
+        });
+    }
+
+    /// 3: a crash at any operation (every later kernel call refused, the process gone), then
+    /// a fresh `stop --force` in a new process reading the saved state, restores everything.
+    #[test]
+    fn crashes_are_recovered_by_stop((w, cmds) in sequence(), at in any::<prop::sample::Index>(), after in 0usize..24) {
+        runtime().block_on(async {
+            let sim = build(&w);
+            let initial = full_state(&sim).await;
+            let store = MemoryStore::new();
+            let k = at.index(cmds.len());
+            run_checked(&w, &sim, &store, &cmds[..k]).await;
+            sim.crash_after(after);
+            let _ = run(&sim, &store, cmds[k], &mut noop()).await;
+            sim.revive();
+            // A new process: only the store survives.
+            let recovery = run(&sim, &store, Cmd::Stop { force: true }, &mut noop()).await;
+            assert!(
+                matches!(recovery, Some(Ok(())) | Some(Err(CommandError::NotStarted))),
+                "recovery: {recovery:?}"
+            );
+            close_all_taps(&sim);
+            assert!(store.load().unwrap().is_none());
+            assert_eq!(full_state(&sim).await, initial);
+        });
+    }
+
+    /// 5: at every step of start and of stop, each original address of an up device is on
+    /// some up device, and each original route's destination still has a route, in its
+    /// table, through an up device.
+    #[test]
+    fn no_blackout_at_any_step(w in world_spec(), shm in proptest::option::of(Just(512u64))) {
+        runtime().block_on(async {
+            let sim = build(&w);
+            let initial = sim.net();
+            let store = MemoryStore::new();
+            let violations = Arc::new(Mutex::new(Vec::<String>::new()));
+            let mut check = {
+                let (sim, v) = (sim.clone(), violations.clone());
+                move |e: Event<'_>| {
+                    if let Event::Applied { step, of, op } = e {
+                        for miss in blackouts(&initial, &sim.net()) {
+                            v.lock().unwrap().push(format!("after {step}/{of} `{op}`: {miss}"));
+                        }
+                    }
+                }
+            };
+            let start = Cmd::Start { uplink: common::script::Target::Nic(0), shm_mb: shm };
+            let r = run(&sim, &store, start, &mut check).await;
+            assert!(matches!(r, Some(Ok(()))), "{r:?}");
+            let r = run(&sim, &store, Cmd::Stop { force: false }, &mut check).await;
+            assert!(matches!(r, Some(Ok(()))), "{r:?}");
+            let v = violations.lock().unwrap();
+            assert!(v.is_empty(), "{}", v.join("\n"));
+        });
+    }
+}
+
+/// What in `initial` (on up devices) is no longer reachable in `now`.
+fn blackouts(initial: &NetState, now: &NetState) -> Vec<String> {
+    let up = |s: &NetState, dev: &env_qemu_core::model::IfName| s.link(dev).is_some_and(|l| l.up);
+    let mut out = Vec::new();
+    for a in initial.addresses.iter().filter(|a| up(initial, &a.dev)) {
+        if !now
+            .addresses
+            .iter()
+            .any(|b| b.ip == a.ip && up(now, &b.dev))
+        {
+            out.push(format!("address {} is on no up device", a.ip));
+        }
+    }
+    for r in initial
+        .routes
+        .iter()
+        .filter(|r| r.dev.as_ref().is_none_or(|d| up(initial, d)))
+    {
+        let routable = now.routes.iter().any(|q| {
+            q.table == r.table && q.dst == r.dst && q.dev.as_ref().is_none_or(|d| up(now, d))
+        });
+        if !routable {
+            out.push(format!("{r} has no route left"));
+        }
+    }
+    out
+}
