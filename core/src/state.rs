@@ -47,6 +47,10 @@ pub struct State {
     pub taps: Vec<TapRecord>,
     /// The command in flight (empty between commands).
     pub journal: Vec<JournalEntry>,
+    /// PIDs of `env-qemu run` processes using the bridge; the last one out stops it.
+    /// Empty when the bridge was started by hand: then `run` never stops it.
+    #[serde(default)]
+    pub holders: Vec<u32>,
 }
 
 impl State {
@@ -59,6 +63,7 @@ impl State {
             pre,
             taps: Vec::new(),
             journal: Vec::new(),
+            holders: Vec::new(),
         }
     }
 }

@@ -2,11 +2,14 @@
 
 mod add;
 mod demo;
+mod doctor;
 mod generate;
+mod run;
 mod start;
 mod status;
 mod stop;
 mod sudoers;
+mod tap;
 
 use std::process::ExitCode;
 
@@ -35,7 +38,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Del(a) => add::run(&ctx, out, &a.tap, false).await,
         Command::Stop(a) => stop::run(&ctx, out, a).await,
         Command::Status => status::run(&ctx, out).await,
-        _ => Err(Failure::usage("this subcommand is not implemented yet")),
+        Command::Run(a) => return run::run(&ctx, out, a).await,
+        Command::Tap(c) => tap::run(&ctx, out, c).await,
+        Command::Doctor(a) => doctor::run(&ctx, out, a).await,
+        Command::Sudoers(_) | Command::Generate(_) | Command::Demo => unreachable!("handled above"),
     }
     .map(|()| ExitCode::SUCCESS)
 }
