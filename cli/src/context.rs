@@ -5,6 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use env_qemu_backend_netlink::NetlinkKernel;
+use env_qemu_core::commands::Env;
+use env_qemu_core::exec::Event;
 use env_qemu_core::model::{parse_size, Family, IfName, NetState, Prefix, TABLE_MAIN};
 use env_qemu_core::store::FileStore;
 use serde::Deserialize;
@@ -106,6 +108,20 @@ impl Ctx {
             config,
             state_dir: g.state_dir.clone(),
         })
+    }
+
+    /// The core's command environment on this namespace.
+    pub fn env<'a>(
+        &'a self,
+        store: &'a FileStore,
+        observer: &'a mut (dyn FnMut(Event<'_>) + Send),
+    ) -> Env<'a> {
+        Env {
+            kernel: &self.kernel,
+            store,
+            netns: self.netns_id.clone(),
+            observer,
+        }
     }
 
     /// One state file per namespace and bridge, so two never collide.

@@ -1,6 +1,6 @@
 //! `env-qemu add TAP` / `env-qemu del TAP` (and `qemu-ifup` / `qemu-ifdown`).
 
-use env_qemu_core::commands::{self, Env};
+use env_qemu_core::commands;
 
 use crate::context::{ifname, Ctx};
 use crate::exit::Failure;
@@ -13,12 +13,7 @@ pub async fn run(ctx: &Ctx, out: Out, tap: &str, attach: bool) -> Result<(), Fai
     // state in turn, so no attachment is lost.
     let _lock = store.lock()?;
     let mut observer = out.observer();
-    let mut env = Env {
-        kernel: &ctx.kernel,
-        store: &store,
-        netns: ctx.netns_id.clone(),
-        observer: &mut observer,
-    };
+    let mut env = ctx.env(&store, &mut observer);
     if attach {
         let plan = commands::add(&mut env, &tap).await?;
         if plan.is_empty() {

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use env_qemu_core::commands::{self, Env};
+use env_qemu_core::commands;
 use env_qemu_core::model::IfName;
 use env_qemu_core::store::{FileStore, StateStore};
 use env_qemu_core::Kernel;
@@ -41,12 +41,7 @@ async fn enter(
     if store.load()?.is_none() {
         let req = start::request(ctx, &a.start).await?;
         let mut observer = out.observer();
-        let mut env = Env {
-            kernel: &ctx.kernel,
-            store,
-            netns: ctx.netns_id.clone(),
-            observer: &mut observer,
-        };
+        let mut env = ctx.env(store, &mut observer);
         commands::start(&mut env, &req).await?;
         out.say(format!("env-qemu: {} is up on {}", req.bridge, req.uplink));
         let mut st = store.load()?.ok_or(commands::CommandError::NotStarted)?;
@@ -141,12 +136,7 @@ async fn leave(ctx: &Ctx, out: Out, store: &FileStore, me: u32) -> Result<(), Fa
         return Ok(());
     }
     let mut observer = out.observer();
-    let mut env = Env {
-        kernel: &ctx.kernel,
-        store,
-        netns: ctx.netns_id.clone(),
-        observer: &mut observer,
-    };
+    let mut env = ctx.env(store, &mut observer);
     commands::stop(&mut env, false).await?;
     out.say(format!("env-qemu: {br} removed, network restored"));
     Ok(())

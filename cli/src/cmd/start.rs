@@ -1,6 +1,6 @@
 //! `env-qemu start [IFACE]`.
 
-use env_qemu_core::commands::{self, Env};
+use env_qemu_core::commands;
 use env_qemu_core::plan::{ShmRequest, StartRequest};
 use env_qemu_core::Kernel;
 
@@ -41,12 +41,7 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
     commands::ensure_not_started(&store)?;
     let req = request(ctx, a).await?;
     let mut observer = out.observer();
-    let mut env = Env {
-        kernel: &ctx.kernel,
-        store: &store,
-        netns: ctx.netns_id.clone(),
-        observer: &mut observer,
-    };
+    let mut env = ctx.env(&store, &mut observer);
     if a.dry_run {
         out.plan(&commands::plan_start(&env, &req).await?);
         return Ok(());

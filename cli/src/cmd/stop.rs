@@ -1,6 +1,6 @@
 //! `env-qemu stop [--force]`.
 
-use env_qemu_core::commands::{self, Env};
+use env_qemu_core::commands;
 
 use crate::args::StopArgs;
 use crate::context::Ctx;
@@ -11,12 +11,7 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StopArgs) -> Result<(), Failure> {
     let store = ctx.store();
     let _lock = store.lock()?;
     let mut observer = out.observer();
-    let mut env = Env {
-        kernel: &ctx.kernel,
-        store: &store,
-        netns: ctx.netns_id.clone(),
-        observer: &mut observer,
-    };
+    let mut env = ctx.env(&store, &mut observer);
     if a.dry_run {
         let (plan, _) = commands::plan_stop(&env, a.force).await?;
         out.plan(&plan);

@@ -3,7 +3,7 @@
 //! This replaces the seed's `chmod 666 /dev/net/tun`: only the named user (and group) may
 //! open this one tap.
 
-use env_qemu_core::commands::{self, Env};
+use env_qemu_core::commands;
 use env_qemu_core::model::{IfName, LinkKind};
 use env_qemu_core::op::{LinkSpec, Op};
 use env_qemu_core::Kernel;
@@ -17,12 +17,7 @@ pub async fn run(ctx: &Ctx, out: Out, c: &TapCommand) -> Result<(), Failure> {
     let store = ctx.store();
     let _lock = store.lock()?;
     let mut observer = out.observer();
-    let mut env = Env {
-        kernel: &ctx.kernel,
-        store: &store,
-        netns: ctx.netns_id.clone(),
-        observer: &mut observer,
-    };
+    let mut env = ctx.env(&store, &mut observer);
     match c {
         TapCommand::Create { name, user, group } => {
             let live = ctx.kernel.dump().await?;

@@ -1,6 +1,8 @@
 //! The write-ahead journal kept inside the state file.
 
-use crate::exec::Journal;
+use super::Env;
+use crate::exec::{execute, ExecError, Journal};
+use crate::plan::Plan;
 use crate::state::{JournalEntry, State};
 use crate::store::{StateStore, StoreError};
 
@@ -15,4 +17,18 @@ impl Journal for StateJournal<'_> {
         self.state.journal.push(entry.clone());
         self.store.save(self.state)
     }
+}
+
+/// Executes `plan`, journalling each step into `state` (saved before the step runs).
+pub(super) async fn execute_journalled(
+    env: &mut Env<'_>,
+    plan: &Plan,
+    command: &str,
+    state: &mut State,
+) -> Result<(), ExecError> {
+    let mut journal = StateJournal {
+        store: env.store,
+        state,
+    };
+    execute(env.kernel, plan, command, &mut journal, env.observer).await
 }

@@ -1,8 +1,7 @@
 //! `start`: snapshot, plan, save the snapshot, then apply.
 
-use super::journal::StateJournal;
+use super::journal::execute_journalled;
 use super::{CommandError, Env};
-use crate::exec::execute;
 use crate::observe::{observe, scoped};
 use crate::plan::{plan_start, Plan, StartRequest};
 use crate::state::{Phase, State};
@@ -42,11 +41,7 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, Comman
     // instant leaves something `stop` recovers from.
     let mut state = State::new(env.netns.clone(), req.clone(), scoped(&snap, &req.uplink));
     env.store.save(&state)?;
-    let mut journal = StateJournal {
-        store: env.store,
-        state: &mut state,
-    };
-    match execute(env.kernel, &plan, "start", &mut journal, env.observer).await {
+    match execute_journalled(env, &plan, "start", &mut state).await {
         Ok(()) => {
             state.phase = Phase::Running;
             state.journal.clear();

@@ -1,9 +1,8 @@
 //! `stop`: the diff from the live state back to the saved one. Also the recovery after a
 //! crashed or interrupted start, add, del or stop.
 
-use super::journal::StateJournal;
+use super::journal::execute_journalled;
 use super::{load_started, CommandError, Env};
-use crate::exec::execute;
 use crate::observe::observe;
 use crate::plan::{plan_stop, Plan};
 use crate::state::{Phase, State};
@@ -24,17 +23,7 @@ pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Plan, CommandError> 
     state.phase = Phase::Stopping;
     state.journal.clear();
     env.store.save(&state)?;
-    let result = execute(
-        env.kernel,
-        &plan,
-        "stop",
-        &mut StateJournal {
-            store: env.store,
-            state: &mut state,
-        },
-        env.observer,
-    )
-    .await;
+    let result = execute_journalled(env, &plan, "stop", &mut state).await;
     match result {
         Ok(()) => {
             env.store.remove()?;

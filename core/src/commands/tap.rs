@@ -1,8 +1,7 @@
 //! `add TAP` / `del TAP`, what QEMU's ifup/ifdown scripts call.
 
-use super::journal::StateJournal;
+use super::journal::execute_journalled;
 use super::{load_started, require_running, CommandError, Env};
-use crate::exec::execute;
 use crate::model::IfName;
 use crate::observe::observe;
 use crate::plan::{plan_add, plan_del, Plan};
@@ -21,17 +20,7 @@ pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     state.taps.retain(|r| &r.name != tap);
     state.taps.push(record);
     let command = format!("add {tap}");
-    let result = execute(
-        env.kernel,
-        &plan,
-        &command,
-        &mut StateJournal {
-            store: env.store,
-            state: &mut state,
-        },
-        env.observer,
-    )
-    .await;
+    let result = execute_journalled(env, &plan, &command, &mut state).await;
     state.journal.clear();
     match result {
         Ok(()) => {
@@ -56,17 +45,7 @@ pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     let req = &state.request;
     let plan = plan_del(&live, &req.bridge, &req.uplink, tap, record.as_ref())?;
     let command = format!("del {tap}");
-    let result = execute(
-        env.kernel,
-        &plan,
-        &command,
-        &mut StateJournal {
-            store: env.store,
-            state: &mut state,
-        },
-        env.observer,
-    )
-    .await;
+    let result = execute_journalled(env, &plan, &command, &mut state).await;
     state.journal.clear();
     if result.is_ok() {
         state.taps.retain(|r| &r.name != tap);
