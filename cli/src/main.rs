@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     match rt.block_on(cmd::run(cli)) {
         Ok(code) => code,
         Err(Failure { code, message }) => {
-            eprintln!("env-qemu: {message}");
+            output::line(format_args!("env-qemu: {message}"));
             ExitCode::from(code as u8)
         }
     }

@@ -1,6 +1,8 @@
 //! What the user sees while a plan runs: each operation as the `ip` command it equals, on
 //! stderr, so stdout stays data (`--dry-run`, `--json`).
 
+use std::io::Write;
+
 use env_qemu_core::exec::Event;
 use env_qemu_core::plan::Plan;
 
@@ -20,20 +22,22 @@ impl Out {
             match e {
                 Event::Applied { step, of, op } => {
                     if self.verbose {
-                        eprintln!("  [{step}/{of}] {op}");
+                        line(format_args!("  [{step}/{of}] {op}"));
                     } else {
-                        eprintln!("  {op}");
+                        line(format_args!("  {op}"));
                     }
                 }
-                Event::Undone { op } => eprintln!("  undo: {op}"),
-                Event::UndoFailed { op, error } => eprintln!("  undo failed: {op}: {error}"),
+                Event::Undone { op } => line(format_args!("  undo: {op}")),
+                Event::UndoFailed { op, error } => {
+                    line(format_args!("  undo failed: {op}: {error}"))
+                }
             }
         }
     }
 
-    pub fn say(self, line: impl AsRef<str>) {
+    pub fn say(self, text: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", line.as_ref());
+            line(format_args!("{}", text.as_ref()));
         }
     }
 
@@ -53,4 +57,10 @@ impl Out {
             print!("{plan}");
         }
     }
+}
+
+/// One line on stderr that never panics: over SSH the terminal may be gone mid-plan
+/// (EPIPE/EIO), and `eprintln!` would then abort the process between two steps.
+pub fn line(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
 }

@@ -31,6 +31,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Demo => return demo::run(out).await.map(|()| ExitCode::SUCCESS),
         _ => {}
     }
+    if matches!(
+        cli.command,
+        Command::Start(_) | Command::Add(_) | Command::Del(_) | Command::Stop(_) | Command::Tap(_)
+    ) {
+        shield_signals();
+    }
     let ctx = Ctx::open(g)?;
     match &cli.command {
         Command::Start(a) => start::run(&ctx, out, a).await,
@@ -44,4 +50,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Sudoers(_) | Command::Generate(_) | Command::Demo => unreachable!("handled above"),
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+/// A plan runs to its end (or its rollback) even if the SSH connection drops (SIGHUP) or
+/// someone presses Ctrl-C: dying between two steps would leave a half-bridged host. Plans
+/// take milliseconds; `stop` is the way back.
+fn shield_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for s in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: SIG_IGN installs no handler code; nothing runs in signal context.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
 }
