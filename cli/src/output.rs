@@ -29,7 +29,7 @@ impl Out {
                 }
                 Event::Undone { op } => line(format_args!("  undo: {op}")),
                 Event::UndoFailed { op, error } => {
-                    line(format_args!("  undo failed: {op}: {error}"))
+                    line(format_args!("  undo failed: {op}: {error}"));
                 }
             }
         }
