@@ -85,8 +85,7 @@ pub enum Command {
     Sudoers(SudoersArgs),
     /// Build a throwaway lab in network namespaces and walk through start, add, stop (safe anywhere)
     Demo,
-    /// Print shell completions or the man page
-    #[command(hide = true)]
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) or the man page (man)
     Generate(GenerateArgs),
 }
 
