@@ -13,7 +13,8 @@ The seed workflow:
 
   env-qemu run -- qemu-system-x86_64 ...   # start, run QEMU, stop when it exits
 
-Exit codes: 0 ok, 1 kernel error (rolled back), 2 usage, 3 not found, 4 conflict,
+Exit codes: 0 ok, 1 kernel error (rolled back), 2 usage (malformed name or size),
+3 not found, 4 conflict or refused object (already started, not a tap, in another bridge…),
 5 permission denied, 6 unreadable state file.";
 
 /// Put QEMU/KVM guests directly on the host's LAN through a Linux bridge, and bring the
@@ -54,7 +55,7 @@ pub struct Global {
     /// Print data as JSON (plans, status)
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print every operation as it runs
+    /// Number each operation as it runs (step N of M)
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
     /// Print errors only

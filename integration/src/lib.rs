@@ -1,7 +1,9 @@
 //! The real-kernel test harness of env-qemu: throwaway network namespaces ([`TestNs`]),
 //! a small LAN topology ([`topology`]), an `ip -j` reader that builds a
 //! [`env_qemu_core::model::NetState`] without the netlink backend ([`ipjson`]), a private
-//! tmpfs ([`TestTmpfs`]), and the skip policy ([`require_netns!`], [`require_tun!`]).
+//! tmpfs ([`TestTmpfs`]), the skip policy ([`require_netns!`], [`require_tun!`]), env-qemu's
+//! commands on a test namespace ([`Session`]) and a fixed-rate UDP echo for blackout
+//! measurements ([`stream`]).
 //!
 //! Nothing here touches the machine's own network namespace or /dev/shm.
 
@@ -10,11 +12,14 @@ pub mod compare;
 pub mod ipjson;
 pub mod netns;
 pub mod probe;
+pub mod session;
 pub mod skip;
+pub mod stream;
 pub mod tmpfs;
 pub mod topology;
 
 pub use compare::{assert_dump_matches_ip, same_state};
 pub use netns::TestNs;
+pub use session::Session;
 pub use tmpfs::TestTmpfs;
 pub use topology::{HostConfig, Topology, TopologySpec};

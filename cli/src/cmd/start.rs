@@ -38,7 +38,7 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
     let store = ctx.store();
     // A dry run changes nothing, so it needs no lock (nor root to create one).
     let _lock = if a.dry_run { None } else { Some(store.lock()?) };
-    commands::ensure_not_started(&store)?;
+    commands::ensure_not_started(&store, &ctx.netns_id)?;
     let req = request(ctx, a).await?;
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);
@@ -46,18 +46,15 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
         out.plan(&commands::plan_start(&env, &req).await?);
         return Ok(());
     }
-    out.say(format!(
-        "env-qemu: bridging {} on {} ({})",
-        req.uplink, req.bridge, ctx.netns_label
-    ));
     let plan = commands::start(&mut env, &req).await?;
     for n in &plan.notes {
         out.say(format!("note: {n}"));
     }
     out.say(format!(
-        "env-qemu: {} is up on {} ({} operations); attach VMs with `env-qemu add TAP` or QEMU's script=/etc/qemu-ifup",
-        req.bridge,
+        "env-qemu: {} bridged on {} in {} ({} operations); attach VMs with `env-qemu add TAP` or QEMU's script=/etc/qemu-ifup",
         req.uplink,
+        req.bridge,
+        ctx.netns_label,
         plan.steps.len()
     ));
     Ok(())

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use env_qemu_core::commands;
 use env_qemu_core::model::{format_size, IfName, NetState};
 use env_qemu_core::plan::drift;
 use env_qemu_core::state::{Phase, State};
@@ -79,6 +80,13 @@ pub fn status(ctx: &Ctx, path: String, state: Option<&State>, live: &NetState) -
 pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
     let store = ctx.store();
     let state = store.load()?;
+    if let Some(s) = state.as_ref().filter(|s| s.netns != ctx.netns_id) {
+        return Err(commands::CommandError::WrongNamespace {
+            saved: s.netns.clone(),
+            here: ctx.netns_id.clone(),
+        }
+        .into());
+    }
     let live = ctx.kernel.dump().await?;
     let s = status(
         ctx,

@@ -9,9 +9,9 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("env-qemu is not started here (no saved state); run `env-qemu start` first")]
+    #[error("not started here (no saved state for this bridge and namespace); run `env-qemu start` first")]
     NotStarted,
-    #[error("env-qemu is already started: bridge {bridge} on {uplink}; run `env-qemu stop` first, or `env-qemu status` to see it")]
+    #[error("already started: bridge {bridge} on {uplink}; run `env-qemu stop` first, or `env-qemu status` to see it")]
     AlreadyStarted { bridge: IfName, uplink: IfName },
     #[error("the last command on bridge {bridge} was interrupted while {}; run `env-qemu stop` to bring back the saved state", match .phase { Phase::Starting => "starting", Phase::Stopping => "stopping", Phase::Running => "running" })]
     Interrupted { bridge: IfName, phase: Phase },

@@ -15,9 +15,14 @@ pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandErro
 }
 
 /// Refuses when a state is saved already: started, or interrupted and awaiting `stop`.
-pub fn ensure_not_started(store: &dyn StateStore) -> Result<(), CommandError> {
+/// A state saved in another namespace is refused as such, not taken for this one's.
+pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), CommandError> {
     match store.load()? {
         None => Ok(()),
+        Some(st) if st.netns != netns => Err(CommandError::WrongNamespace {
+            saved: st.netns,
+            here: netns.to_string(),
+        }),
         Some(st) => Err(match st.phase {
             Phase::Running => CommandError::AlreadyStarted {
                 bridge: st.request.bridge,
@@ -32,7 +37,7 @@ pub fn ensure_not_started(store: &dyn StateStore) -> Result<(), CommandError> {
 }
 
 pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
-    ensure_not_started(env.store)?;
+    ensure_not_started(env.store, &env.netns)?;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
     let snap = observe(env.kernel, &[&req.uplink], shm).await?;
     let plan = plan_start(&snap, req)?;

@@ -60,13 +60,33 @@ impl FileStore {
         if rc != 0 {
             return Err(self.io(&lock_path, std::io::Error::last_os_error()));
         }
+        self.remove_stale_temps();
         Ok(StoreLock { _file: file })
+    }
+}
+
+impl FileStore {
+    /// Every save happens under the lock, so once we hold it any `STATE.tmpPID` beside the
+    /// state is the remnant of a process killed mid-save.
+    fn remove_stale_temps(&self) {
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name()) else {
+            return;
+        };
+        let prefix = format!("{}.tmp", name.to_string_lossy());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 }
 
 impl StateStore for FileStore {
     fn load(&self) -> Result<Option<State>, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
+        let text = match fs::read(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io(&self.path, e)),
@@ -76,7 +96,7 @@ impl StateStore for FileStore {
             reason,
         };
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
         let found = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         if found != STATE_VERSION {
             return Err(StoreError::Version {

@@ -27,7 +27,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("state file {path} is unreadable ({reason}); env-qemu cannot tell what to restore from it. Check `env-qemu status`, restore by hand if a bridge is still up (`ip link del BRIDGE`, then the uplink's addresses), and delete the file")]
+    #[error("state file {path} is unreadable ({reason}); env-qemu cannot tell what to restore from it. Inspect it (it is JSON: the uplink's addresses and routes are under `pre`), restore by hand if a bridge is still up (`ip link del BRIDGE`, then the uplink's addresses and routes), and delete the file")]
     Corrupt { path: PathBuf, reason: String },
     #[error("state file {path} has version {found}, this env-qemu understands {expected}; stop with the version that started")]
     Version {

@@ -1,0 +1,267 @@
+//! What the CLI's real-kernel tests share: the `env-qemu` binary run against one test
+//! namespace with a private state directory (never /run/env-qemu), and state comparisons.
+//!
+//! Every test file includes this module and uses part of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use env_qemu_core::model::{AddrFlag, NetState};
+use env_qemu_integration::compare::{difference, same_state};
+use env_qemu_integration::TestNs;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
+pub const BRIDGE: &str = "lepont";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory under the temp dir, removed with its content on drop (also when the
+/// test panics).
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "eqt-cli-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create test dir");
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn str(&self) -> &str {
+        self.path.to_str().expect("temp dir path is UTF-8")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The exit code; `None` when a signal ended the process.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Outcome {
+    fn from(o: Output) -> Outcome {
+        Outcome {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// `env-qemu --netns NS --state-dir DIR --config DIR/none.toml …`: every run of the binary
+/// is confined to one test namespace and a test directory, and ignores the machine's
+/// /etc/env-qemu.toml.
+#[derive(Debug, Clone)]
+pub struct EnvQemu {
+    netns: String,
+    state_dir: PathBuf,
+}
+
+impl EnvQemu {
+    pub fn new(ns: &TestNs, state_dir: &TempDir) -> EnvQemu {
+        EnvQemu {
+            netns: ns.name().to_string(),
+            state_dir: state_dir.path().to_path_buf(),
+        }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The options that confine a run (append them after a verb, as QEMU's scripts get).
+    pub fn confinement(&self) -> Vec<String> {
+        let dir = self.state_dir.display().to_string();
+        vec![
+            "--netns".into(),
+            self.netns.clone(),
+            "--state-dir".into(),
+            dir.clone(),
+            "--config".into(),
+            format!("{dir}/none.toml"),
+        ]
+    }
+
+    /// The command, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(self.confinement()).args(args);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        self.command(args).output().expect("env-qemu runs").into()
+    }
+
+    /// Runs and panics unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Outcome {
+        let out = self.run(args);
+        assert!(
+            out.success(),
+            "env-qemu {} exited {:?}:\n{}{}",
+            args.join(" "),
+            out.code,
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
+    /// `status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let out = self.ok(&["--json", "status"]);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", out.stdout))
+    }
+
+    /// The state files (`*.json`) in the state directory.
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.state_dir)
+            .expect("read state dir")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The one state file (after a start).
+    pub fn state_file(&self) -> PathBuf {
+        let files = self.state_files();
+        assert_eq!(files.len(), 1, "one state file expected: {files:?}");
+        files.into_iter().next().expect("one")
+    }
+}
+
+/// The names in a JSON array of strings (`taps`, `ports`, `drift`).
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_string())
+        .collect()
+}
+
+/// The namespace read with `ip -j` once no address is `tentative` (DAD done), so a
+/// "before" state does not depend on timing.
+pub fn settled(ns: &TestNs) -> NetState {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = ns.read_state();
+        let tentative = state.addresses.iter().any(|a| a.has(AddrFlag::Tentative));
+        if !tentative || Instant::now() > deadline {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that `ns` reads back (`ip -j`, normalised) as `before`, retrying for a few
+/// seconds while DAD settles.
+pub fn assert_restored(ns: &TestNs, before: &NetState, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = ns.read_state();
+        if same_state(before, &now) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: the network differs (left: before, right: now):\n{}",
+                difference(before, &now)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `ip -n NS link show DEV`'s master, if any.
+pub fn master_of(ns: &TestNs, dev: &str) -> Option<String> {
+    let links = ns.ip_json(&format!("link show dev {dev}"));
+    links[0]["master"].as_str().map(str::to_string)
+}
+
+/// One refused command: its arguments, the documented exit code, and what its single
+/// stderr line must contain (the object it names, the fix it suggests).
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    pub args: Vec<&'a str>,
+    pub code: i32,
+    pub object: &'a str,
+    pub fix: &'a str,
+}
+
+impl<'a> Refusal<'a> {
+    pub fn new(args: &[&'a str], code: i32, object: &'a str, fix: &'a str) -> Refusal<'a> {
+        Refusal {
+            args: args.to_vec(),
+            code,
+            object,
+            fix,
+        }
+    }
+
+    /// The same request with `-q`: progress lines off, errors still printed.
+    pub fn quiet(mut self) -> Refusal<'a> {
+        self.args.insert(0, "-q");
+        self
+    }
+}
+
+/// Runs `r` and asserts: its exit code, nothing on stdout, exactly one line on stderr
+/// naming the object and the fix, and every namespace in `watched` unchanged.
+pub fn assert_refused(eq: &EnvQemu, watched: &[&TestNs], r: &Refusal<'_>) {
+    let before: Vec<NetState> = watched.iter().map(|ns| ns.read_state()).collect();
+    let out = eq.run(&r.args);
+    let what = format!("env-qemu {:?}", r.args);
+    assert_eq!(out.code, Some(r.code), "{what}: {out:?}");
+    assert_eq!(out.stdout, "", "{what}: nothing on stdout");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{what}: one line on stderr: {:?}",
+        out.stderr
+    );
+    let line = lines[0];
+    assert!(line.starts_with("env-qemu: "), "{what}: {line}");
+    assert!(
+        line.contains(r.object),
+        "{what}: names {:?}: {line}",
+        r.object
+    );
+    assert!(line.contains(r.fix), "{what}: says {:?}: {line}", r.fix);
+    for (ns, before) in watched.iter().zip(&before) {
+        assert_restored(ns, before, &what);
+    }
+}

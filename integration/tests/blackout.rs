@@ -1,0 +1,157 @@
+//! Zero blackout, measured: a fixed-rate UDP echo (1,000 numbered datagrams/s) from the
+//! LAN router and from a host one hop behind it, to the host's IPv4 and IPv6 addresses,
+//! while `start` and then `stop` run. The product's guarantee is that not one datagram is
+//! lost, on the LAN or routed, in either family.
+//!
+//! Each test measures both phases and prints the figures with the commands' steps on the
+//! same clock (`cargo test --test blackout -- --nocapture`; also on stderr for CI logs).
+//! Only losses are asserted, never timings: a datagram is lost only if its echo has not
+//! come back two seconds after its stream ended.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use env_qemu_core::model::IfName;
+use env_qemu_core::plan::StartRequest;
+use env_qemu_integration::probe::udp_echo;
+use env_qemu_integration::session::settled_state;
+use env_qemu_integration::stream::{table, EchoServer, Outcome, StreamSpec, Streams};
+use env_qemu_integration::topology::{LAN_ROUTER_V4, LAN_ROUTER_V6};
+use env_qemu_integration::{require_netns, HostConfig, Session, Topology, TopologySpec};
+
+const HOST_V4: &str = "192.0.2.10";
+const HOST_V6: &str = "2001:db8::10";
+const RATE: u32 = 1000;
+/// Each stream lasts this long; the command starts `COMMAND_AT` into it.
+const STREAM: Duration = Duration::from_secs(3);
+const COMMAND_AT: Duration = Duration::from_secs(1);
+/// How long after a stream's last datagram an echo still counts.
+const WINDOW: Duration = Duration::from_secs(2);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// What one run measured: the streams during start and during stop, and the report.
+struct Figures {
+    start: Vec<Outcome>,
+    stop: Vec<Outcome>,
+    report: String,
+}
+
+impl Figures {
+    fn assert_nothing_lost(&self, outcomes: &[Outcome], phase: &str) {
+        let lossy = outcomes.iter().any(|o| o.lost > 0 || o.send_errors > 0);
+        assert!(!lossy, "datagrams lost during {phase}:\n{}", self.report);
+    }
+}
+
+/// Builds host, LAN router and far host; streams during `start`, then during `stop`.
+async fn measure() -> Figures {
+    let topo = Topology::build(&TopologySpec {
+        host: HostConfig {
+            // The IPv6 address goes through DAD (no `nodad`), as on a real host.
+            addresses: vec![format!("{HOST_V4}/24"), format!("{HOST_V6}/64")],
+            routes: vec![
+                format!("default via {LAN_ROUTER_V4} dev eth0 proto dhcp metric 100"),
+                format!("default via {LAN_ROUTER_V6} dev eth0 metric 1024"),
+            ],
+            ..HostConfig::bare()
+        },
+        far: true,
+    });
+    let (host, lan) = (&topo.host, &topo.lan);
+    let far = topo.far.as_ref().unwrap();
+    settled_state(host);
+    // Every path answers before anything is measured, and the neighbour caches are
+    // warm, as on a host that has been on its LAN for a while.
+    for from in [lan, far] {
+        for target in [HOST_V4, HOST_V6] {
+            assert!(
+                udp_echo(from, host, ip(target), 10),
+                "no echo from {target}"
+            );
+        }
+    }
+
+    let _server = EchoServer::start(host);
+    let specs: Vec<StreamSpec> = [("lan", lan), ("far", far)]
+        .into_iter()
+        .flat_map(|(label, from)| {
+            [HOST_V4, HOST_V6].map(|target| StreamSpec::new(label, from, ip(target)))
+        })
+        .collect();
+    let mut session = Session::new(host);
+    let req = StartRequest {
+        uplink: IfName::new("eth0").unwrap(),
+        bridge: IfName::new("lepont").unwrap(),
+        shm: None,
+    };
+
+    let streams = Streams::spawn(&specs, RATE, STREAM, WINDOW);
+    tokio::time::sleep(COMMAND_AT).await;
+    let t = Instant::now();
+    session.start(&req).await.expect("start");
+    let start_took = t.elapsed();
+    let start_steps = session.timeline(t, streams.t0());
+    let start = streams.finish();
+    host.ip("link show lepont");
+
+    let streams = Streams::spawn(&specs, RATE, STREAM, WINDOW);
+    tokio::time::sleep(COMMAND_AT).await;
+    let t = Instant::now();
+    session.stop(false).await.expect("stop");
+    let stop_took = t.elapsed();
+    let stop_steps = session.timeline(t, streams.t0());
+    let stop = streams.finish();
+    assert!(host.try_ip("link show lepont").is_err(), "bridge left");
+
+    let report = format!(
+        "blackout, {RATE} datagrams/s per stream (datagram n leaves at n ms):\n{}\
+         start took {start_took:.1?}, stop took {stop_took:.1?}\n\
+         start's steps:\n{start_steps}stop's steps:\n{stop_steps}",
+        table(&[("start", &start), ("stop", &stop)])
+    );
+    println!("{report}");
+    eprintln!("{report}");
+    Figures {
+        start,
+        stop,
+        report,
+    }
+}
+
+#[tokio::test]
+async fn start_loses_nothing() {
+    require_netns!();
+    let figures = measure().await;
+    figures.assert_nothing_lost(&figures.start, "start");
+}
+
+/// Fails today (core bug, `plan_stop`): stop moves things back onto the NIC while it is
+/// still a bridge port. Two effects, both measured (steps are timed at completion):
+///
+/// 1. Lost: between `ip link set eth0 nomaster` and the start of `ip link del lepont`,
+///    the bridge's kernel prefix routes (`192.0.2.0/24 dev lepont`, `2001:db8::/64 dev
+///    lepont`) stay ahead of the NIC's re-created ones (the kernel appends those behind),
+///    so echoes to on-link peers go into the now portless bridge: 2–3 lost from the LAN
+///    in each family at 1,000/s (a ~3 ms gap); with a 300 ms gap, 256.
+/// 2. Delayed (not counted as lost here, visible as `max rtt` ≈ 1 s, IPv4 only): start
+///    deleted the NIC's last IPv4 address, which flushes the NIC's ARP cache (IPv6
+///    neighbours stay). Stop `route replace`s the default back onto the NIC while it is a
+///    port: the NIC's ARP request goes out, the reply (to the bridge's MAC) is consumed by
+///    the bridge, and the NIC's entry stays INCOMPLETE until its retransmission 1 s later.
+///    Replies wait in the neighbour queue; with default 208 KiB socket buffers the echo
+///    server stalls in sendto and ~750 datagrams per IPv4 stream are lost instead.
+///
+/// Measured alternative with nothing lost and no delay in all four streams: addresses
+/// back on the NIC, its routes `ip route append`ed behind the bridge's, then `ip link del
+/// lepont` (releases the NIC and takes the bridge's routes at once), no `nomaster` step.
+#[tokio::test]
+#[ignore = "core bug: stop moves routes onto the NIC while it is still a bridge port (IPv4 ARP blackout ~1 s)"]
+async fn stop_loses_nothing() {
+    require_netns!();
+    let figures = measure().await;
+    figures.assert_nothing_lost(&figures.start, "start");
+    figures.assert_nothing_lost(&figures.stop, "stop");
+}
