@@ -36,6 +36,7 @@ impl Ns {
             Op::AddrDel { address } => addresses::del(self, address),
             Op::RouteAdd { route } => routes::add(self, route, false),
             Op::RouteReplace { route } => routes::add(self, route, true),
+            Op::RouteAppend { route } => routes::append(self, route),
             Op::RouteDel { route } => routes::del(self, route),
             Op::TmpfsResize { path, size_bytes } => tmpfs::resize(self, path, *size_bytes),
             Op::SysctlSet { key, value } => sysctls::set(self, key, value),

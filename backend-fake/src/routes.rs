@@ -37,6 +37,18 @@ pub(crate) fn add(ns: &mut Ns, req: &Route, replace: bool) -> Res {
     Ok(())
 }
 
+/// `ip route append`: after the routes of the same key; EEXIST only for an identical one.
+/// (The kernel makes IPv6 gateway routes multipath siblings of one route; the model keeps
+/// them as separate entries.)
+pub(crate) fn append(ns: &mut Ns, req: &Route) -> Res {
+    let r = nexthop::validate(ns, req)?;
+    if ns.routes.contains(&r) {
+        return Err(exists());
+    }
+    ns.routes.push(r);
+    Ok(())
+}
+
 /// IPv4: (table, dst, tos, metric). IPv6: (table, dst, metric).
 fn same_key(a: &Route, b: &Route) -> bool {
     a.family() == b.family()

@@ -137,7 +137,7 @@ fn a_failure_undoes_the_done_steps_in_reverse() {
         let expected: Vec<Op> = plan.steps[..k - 1]
             .iter()
             .rev()
-            .filter_map(|s| s.undo.clone())
+            .flat_map(|s| s.undo.clone())
             .collect();
         assert_eq!(undone, expected);
         assert_eq!(sim.net().normalized(), before);
@@ -162,10 +162,7 @@ fn a_crash_reports_every_failed_undo() {
         let e = r.unwrap_err();
         assert_eq!(e.step, done + 1);
         assert!(undone.is_empty());
-        let undoable = plan.steps[..done]
-            .iter()
-            .filter(|s| s.undo.is_some())
-            .count();
+        let undoable: usize = plan.steps[..done].iter().map(|s| s.undo.len()).sum();
         assert_eq!(e.undo_errors.len(), undoable, "{e}");
         assert!(e.to_string().contains("env-qemu stop"), "{e}");
         sim.revive();

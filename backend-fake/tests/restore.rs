@@ -49,6 +49,16 @@ async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: 
         );
         if expect == Expect::Ok {
             model.apply(c);
+            if let (Cmd::Start { .. }, Some(i)) = (c, model.uplink) {
+                // Bridged means bridged: a route left on the port would win over the
+                // bridge's copy and send its traffic where nothing answers.
+                let nic = common::world::n(&format!("eth{i}"));
+                let left: Vec<String> = sim.net().routes_via(&nic).map(|r| r.to_string()).collect();
+                assert!(
+                    left.is_empty(),
+                    "after start, routes still via {nic}: {left:?}"
+                );
+            }
         } else {
             assert_eq!(
                 full_state(sim).await,

@@ -79,6 +79,7 @@ impl NetlinkKernel {
             Op::AddrDel { address } => addresses::delete(h, address).await,
             Op::RouteAdd { route } => routes::add(h, route).await,
             Op::RouteReplace { route } => routes::replace(h, route).await,
+            Op::RouteAppend { route } => routes::append(h, route).await,
             Op::RouteDel { route } => routes::delete(h, route).await,
             Op::TmpfsResize { path, size_bytes } => {
                 let (path, size) = (path.clone(), *size_bytes);

@@ -42,6 +42,9 @@ impl Netlink {
 /// `NLM_F_CREATE | NLM_F_EXCL`: `ip … add`.
 pub(crate) const CREATE_EXCL: u16 =
     rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_EXCL;
+/// `NLM_F_CREATE | NLM_F_APPEND`: `ip route append`.
+pub(crate) const CREATE_APPEND: u16 =
+    rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_APPEND;
 /// `NLM_F_CREATE | NLM_F_REPLACE`: `ip route replace`.
 pub(crate) const CREATE_REPLACE: u16 =
     rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_REPLACE;

@@ -16,7 +16,7 @@ use rtnetlink::packet_route::route::{
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::errors::Failure;
-use crate::request::{execute, ifindex, Netlink, CREATE_EXCL, CREATE_REPLACE};
+use crate::request::{execute, ifindex, Netlink, CREATE_APPEND, CREATE_EXCL, CREATE_REPLACE};
 
 /// `ip route add ROUTE` (NLM_F_CREATE | NLM_F_EXCL): EEXIST if a route with the same
 /// key (table, dst, tos, metric) exists.
@@ -31,6 +31,15 @@ pub(crate) async fn add(nl: &Netlink, route: &Route) -> Result<(), Failure> {
 pub(crate) async fn replace(nl: &Netlink, route: &Route) -> Result<(), Failure> {
     let message = message(nl, route).await?;
     execute(nl, RouteNetlinkMessage::NewRoute(message), CREATE_REPLACE).await?;
+    Ok(())
+}
+
+/// `ip route append ROUTE` (NLM_F_CREATE | NLM_F_APPEND): added after the routes with the
+/// same key; EEXIST only for an identical route. IPv6 gateway routes become multipath
+/// siblings of the existing one.
+pub(crate) async fn append(nl: &Netlink, route: &Route) -> Result<(), Failure> {
+    let message = message(nl, route).await?;
+    execute(nl, RouteNetlinkMessage::NewRoute(message), CREATE_APPEND).await?;
     Ok(())
 }
 

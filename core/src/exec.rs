@@ -143,18 +143,19 @@ async fn rollback(
     let mut undone = 0;
     let mut errors = Vec::new();
     for step in plan.steps[..done].iter().rev() {
-        let Some(undo) = &step.undo else { continue };
-        match kernel.apply(undo).await {
-            Ok(()) => {
-                undone += 1;
-                observer(Event::Undone { op: undo });
-            }
-            Err(e) => {
-                observer(Event::UndoFailed {
-                    op: undo,
-                    error: &e,
-                });
-                errors.push((undo.clone(), e));
+        for undo in &step.undo {
+            match kernel.apply(undo).await {
+                Ok(()) => {
+                    undone += 1;
+                    observer(Event::Undone { op: undo });
+                }
+                Err(e) => {
+                    observer(Event::UndoFailed {
+                        op: undo,
+                        error: &e,
+                    });
+                    errors.push((undo.clone(), e));
+                }
             }
         }
     }

@@ -83,6 +83,12 @@ pub enum Op {
     RouteReplace {
         route: Route,
     },
+    /// `ip route append`: adds the route behind those with the same key (EEXIST only for an
+    /// identical one). `stop` uses it to put the NIC's routes in place while the bridge's
+    /// still serve, so deleting the bridge hands over without a gap.
+    RouteAppend {
+        route: Route,
+    },
     RouteDel {
         route: Route,
     },
@@ -105,9 +111,10 @@ impl Op {
             Op::LinkAdd { spec } => format!("interface {}", spec.name()),
             Op::LinkDel { name } | Op::LinkSet { name, .. } => format!("interface {name}"),
             Op::AddrAdd { address } | Op::AddrDel { address } => address.to_string(),
-            Op::RouteAdd { route } | Op::RouteReplace { route } | Op::RouteDel { route } => {
-                route.to_string()
-            }
+            Op::RouteAdd { route }
+            | Op::RouteReplace { route }
+            | Op::RouteAppend { route }
+            | Op::RouteDel { route } => route.to_string(),
             Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
             Op::SysctlSet { key, .. } => key.to_string(),
         }
@@ -198,6 +205,9 @@ impl fmt::Display for Op {
             Op::RouteAdd { route } => write!(f, "ip {}route add {}", fam(route), route.ip_args()),
             Op::RouteReplace { route } => {
                 write!(f, "ip {}route replace {}", fam(route), route.ip_args())
+            }
+            Op::RouteAppend { route } => {
+                write!(f, "ip {}route append {}", fam(route), route.ip_args())
             }
             Op::RouteDel { route } => write!(f, "ip {}route del {}", fam(route), route.ip_args()),
             Op::TmpfsResize { path, size_bytes } => write!(

@@ -30,7 +30,7 @@ pub struct JournalEntry {
     pub step: usize,
     pub of: usize,
     pub op: Op,
-    pub undo: Option<Op>,
+    pub undo: Vec<Op>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

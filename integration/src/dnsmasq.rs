@@ -67,7 +67,8 @@ impl Dnsmasq {
                 );
             }
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.contains("sockets bound exclusively to interface").then_some(())
+            text.contains("sockets bound exclusively to interface")
+                .then_some(())
         });
         assert!(
             bound.is_some(),

@@ -61,9 +61,9 @@ impl GuestKit {
             .filter(|p| file_name(p).starts_with("vmlinuz-"))
             .collect();
         kernels.sort();
-        let vmlinuz = kernels.pop().ok_or_else(|| {
-            format!("no vmlinuz-* in {}/boot; {install}", dir.display())
-        })?;
+        let vmlinuz = kernels
+            .pop()
+            .ok_or_else(|| format!("no vmlinuz-* in {}/boot; {install}", dir.display()))?;
         let version = file_name(&vmlinuz)["vmlinuz-".len()..].to_string();
         let e1000 = ["lib/modules", "usr/lib/modules"]
             .iter()
@@ -73,8 +73,8 @@ impl GuestKit {
             })
             .find(|p| p.exists())
             .ok_or_else(|| format!("no e1000 module for {version} in {}", dir.display()))?;
-        let busybox = find_program("busybox")
-            .ok_or("busybox is not installed (Debian: busybox-static)")?;
+        let busybox =
+            find_program("busybox").ok_or("busybox is not installed (Debian: busybox-static)")?;
         if !is_static_elf(&busybox)? {
             return Err(format!(
                 "{} is dynamically linked; the initramfs needs busybox-static",
@@ -100,7 +100,10 @@ impl GuestKit {
         }
         if let Some(tool) = decompressor(&e1000) {
             if find_program(tool).is_none() {
-                return Err(format!("{tool} is needed to decompress {}", e1000.display()));
+                return Err(format!(
+                    "{tool} is needed to decompress {}",
+                    e1000.display()
+                ));
             }
         }
         Ok(GuestKit {

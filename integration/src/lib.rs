@@ -9,9 +9,13 @@
 
 pub mod cmd;
 pub mod compare;
+pub mod dnsmasq;
+pub mod guard;
+pub mod guest;
 pub mod ipjson;
 pub mod netns;
 pub mod probe;
+pub mod qemu;
 pub mod session;
 pub mod skip;
 pub mod stream;

@@ -2,7 +2,8 @@
 //! [`require_qemu!`]), its `qemu-ifup`/`qemu-ifdown` scripts ([`IfScripts`]) and the VM
 //! itself ([`Qemu`]), started inside the namespace and ended by PID.
 //!
-//! QEMU runs under TCG (no KVM needed), with no disk: either the e1000's iPXE boot ROM
+//! QEMU runs under TCG (no KVM needed; on the CI machine /dev/kvm exists, but a guest
+//! kernel printed nothing there in 30 s), with no disk: either the e1000's iPXE boot ROM
 //! (`-boot n`, which DHCPs by itself) or a Linux kernel and initramfs ([`crate::guest`]).
 
 use std::os::unix::fs::PermissionsExt;
@@ -77,9 +78,7 @@ macro_rules! require_qemu {
 #[macro_export]
 macro_rules! require_linux_guest {
     () => {
-        match $crate::qemu::qemu_unavailable()
-            .map_or_else($crate::guest::GuestKit::find, Err)
-        {
+        match $crate::qemu::qemu_unavailable().map_or_else($crate::guest::GuestKit::find, Err) {
             Ok(kit) => kit,
             Err(reason) => {
                 $crate::skip::skip(&reason);
@@ -161,7 +160,10 @@ pub fn netdev_existing_tap(ifname: &str) -> String {
 /// A path inside a QEMU option: commas would split it.
 fn qemu_path(p: &Path) -> String {
     let s = p.display().to_string();
-    assert!(!s.contains(','), "QEMU option paths cannot hold a comma: {s}");
+    assert!(
+        !s.contains(','),
+        "QEMU option paths cannot hold a comma: {s}"
+    );
     s
 }
 

@@ -303,7 +303,6 @@ async fn macvlan_uplink() {
 /// advertisements arrive on the bridge, so once the cached neighbour entry ages out the
 /// on-link subnet is unreachable from the host (`ip -6 neigh`: INCOMPLETE on eth0).
 #[tokio::test]
-#[ignore = "core bug: start leaves a dynamic IPv6 address's kernel prefix route on the NIC"]
 async fn dynamic_ipv6_address() {
     require_tun!();
     let topo = build(HostConfig {

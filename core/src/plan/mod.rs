@@ -24,25 +24,31 @@ pub use start::plan_start;
 pub use stop::plan_stop;
 pub use tap::{plan_add, plan_del};
 
-/// One operation and its undo. `undo` is `None` only where a later undo subsumes it
-/// (settings of the bridge env-qemu created, which its deletion removes).
+/// One operation and the operations that undo it, run in order. `undo` is empty only where
+/// a later undo subsumes it (settings of the bridge env-qemu created, which its deletion
+/// removes). Most undos are one operation; some kernel side effects need two (re-adding a
+/// dynamic IPv6 address and deleting it again leaves its prefix route behind).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub op: Op,
-    pub undo: Option<Op>,
+    pub undo: Vec<Op>,
 }
 
 impl Step {
     pub fn new(op: Op, undo: Op) -> Step {
         Step {
             op,
-            undo: Some(undo),
+            undo: vec![undo],
         }
+    }
+
+    pub fn with_undo(op: Op, undo: Vec<Op>) -> Step {
+        Step { op, undo }
     }
 
     /// A step on something env-qemu created, undone by deleting that thing.
     pub fn owned(op: Op) -> Step {
-        Step { op, undo: None }
+        Step { op, undo: vec![] }
     }
 }
 
@@ -67,7 +73,7 @@ impl Plan {
         self.steps
             .iter()
             .rev()
-            .filter_map(|s| s.undo.clone())
+            .flat_map(|s| s.undo.clone())
             .collect()
     }
 

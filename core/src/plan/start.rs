@@ -150,6 +150,13 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
             },
         ));
     }
+    // A dynamic IPv6 address (finite lifetime: SLAAC's) leaves its prefix route behind
+    // when deleted, to expire with it. Older than the bridge's copy, it would keep winning
+    // and send the subnet's traffic to the port. The undo of the address's deletion makes
+    // the route again, so this step needs none of its own.
+    for r in leftover_prefix_routes(s, nic) {
+        plan.push(Step::owned(Op::RouteDel { route: r }));
+    }
     if let Some(v) = dad {
         plan.push(Step::new(
             set_sysctl(nic, Knob::Ipv6AcceptDad, v),
@@ -184,6 +191,24 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
         }
     }
     Ok(plan)
+}
+
+/// The kernel prefix routes of IPv6 prefixes whose addresses on the NIC are all dynamic.
+fn leftover_prefix_routes(s: &Snapshot, nic: &IfName) -> Vec<crate::model::Route> {
+    let v6: Vec<_> = s
+        .net
+        .addresses_of(nic)
+        .filter(|a| a.family() == Family::Inet6)
+        .collect();
+    s.net
+        .routes_via(nic)
+        .filter(|r| r.protocol == RouteProtocol::Kernel && r.family() == Family::Inet6)
+        .filter(|r| {
+            let owners: Vec<_> = v6.iter().filter(|a| a.prefix() == r.dst).collect();
+            !owners.is_empty() && owners.iter().all(|a| a.valid_lft.is_some())
+        })
+        .cloned()
+        .collect()
 }
 
 /// Every route through the NIC, in every table, onto the bridge with `replace` (atomic: the

@@ -1,15 +1,21 @@
 //! `stop`: the operations that bring the live state back to the saved pre-start snapshot.
 //!
 //! A diff, not a replay: it works after a complete start, a partial or crashed one, after
-//! someone deleted a route by hand, and a second run finds nothing to do. The order mirrors
-//! start's zero-blackout one: addresses back on the NIC, routes replaced back onto it, the
-//! NIC released, and the bridge deleted last (its deletion takes its own copies of the
-//! addresses and routes along, and nothing after it needs undoing).
+//! someone deleted a route by hand, and a second run finds nothing to do.
+//!
+//! The order is the one measured to lose nothing: addresses back on the NIC, the NIC's
+//! routes *appended* behind the bridge's (which keep serving), then the bridge deleted last.
+//! Deleting the bridge releases the NIC, drops the bridge's addresses and routes, and so
+//! hands every destination to the NIC's routes in one kernel operation. Moving routes onto
+//! the NIC while it is still a port instead stalls IPv4 for a second: the NIC's ARP cache
+//! was emptied at start, and ARP replies to a port go to the bridge, not to the port.
 
 use super::start::set_sysctl;
 use super::tap::{detach_steps, restore_steps};
 use super::{primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
-use crate::model::{Address, Family, IfName, Knob, Link, RouteProtocol, Snapshot, SysctlKey};
+use crate::model::{
+    AddrFlag, Address, Family, IfName, Knob, Link, Route, RouteProtocol, Snapshot, SysctlKey,
+};
 use crate::op::{LinkChange, Op};
 
 pub fn plan_stop(
@@ -42,8 +48,9 @@ pub fn plan_stop(
         }
     }
 
+    let deleting_bridge = live_br.is_some();
     match (pre.net.link(nic), live.net.link(nic)) {
-        (Some(was), Some(now)) => restore_nic(pre, live, was, now, br, &mut plan),
+        (Some(was), Some(now)) => restore_nic(pre, live, was, now, br, deleting_bridge, &mut plan),
         (Some(_), None) => plan.notes.push(format!(
             "{nic} has disappeared since start: its addresses and routes cannot be restored"
         )),
@@ -94,6 +101,7 @@ fn restore_nic(
     was: &Link,
     now: &Link,
     br: &IfName,
+    deleting_bridge: bool,
     plan: &mut Plan,
 ) {
     let nic = &was.name;
@@ -122,11 +130,17 @@ fn restore_nic(
             ),
         ));
     }
-    for a in missing {
-        plan.push(Step::new(
-            Op::AddrAdd { address: a.clone() },
-            Op::AddrDel { address: a },
-        ));
+    for a in &missing {
+        let mut undo = vec![Op::AddrDel { address: a.clone() }];
+        // Deleting a dynamic IPv6 address leaves its prefix route behind, to expire. (On a
+        // down device, where the NIC is by the time of this step only if it was down before
+        // start, a dynamic address gets no prefix route at all.)
+        if (now.up || was.up) && creates_lasting_prefix_route(a, live) {
+            undo.push(Op::RouteDel {
+                route: kernel_prefix_route(a),
+            });
+        }
+        plan.push(Step::with_undo(Op::AddrAdd { address: a.clone() }, undo));
     }
     let dad_now = if dad_off {
         Some("0".to_string())
@@ -152,6 +166,10 @@ fn restore_nic(
         }
         let holder = live.net.routes.iter().find(|l| l.key() == r.key());
         match holder {
+            Some(l) if l.via(br) && deleting_bridge => plan.push(Step::new(
+                Op::RouteAppend { route: r.clone() },
+                Op::RouteDel { route: r.clone() },
+            )),
             Some(l) if l.via(br) => plan.push(Step::new(
                 Op::RouteReplace { route: r.clone() },
                 Op::RouteReplace { route: l.clone() },
@@ -166,7 +184,9 @@ fn restore_nic(
         }
     }
 
-    if now.master.as_ref() == Some(br) {
+    // Deleting the bridge releases the NIC; only a NIC left on a bridge that stays needs an
+    // explicit release.
+    if now.master.as_ref() == Some(br) && !deleting_bridge {
         plan.push(link_set(
             nic,
             LinkChange::NoMaster,
@@ -226,4 +246,19 @@ fn with_live_lifetimes(a: &Address, live: &Snapshot, br: &IfName) -> Address {
         out.preferred_lft = now.preferred_lft;
     }
     out
+}
+
+/// True when re-adding `a` makes a prefix route that deleting `a` would not take away.
+fn creates_lasting_prefix_route(a: &Address, live: &Snapshot) -> bool {
+    a.family() == Family::Inet6
+        && a.valid_lft.is_some()
+        && !a.has(AddrFlag::Noprefixroute)
+        && !live.net.routes.contains(&kernel_prefix_route(a))
+}
+
+/// The route the kernel makes for an IPv6 address's prefix.
+fn kernel_prefix_route(a: &Address) -> Route {
+    Route::new(a.prefix(), None, Some(a.dev.clone()))
+        .proto(RouteProtocol::Kernel)
+        .metric(256)
 }
