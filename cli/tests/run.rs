@@ -1,0 +1,130 @@
+//! `env-qemu run -- COMMAND`: the seed's `emule_pc`. Start if needed, run the command, stop
+//! when it exits unless another run (or a VM tap) still uses the bridge; the command's exit
+//! status comes through.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{assert_restored, settled, EnvQemu, TempDir};
+use env_qemu_integration::require_netns;
+use env_qemu_integration::topology::{HostConfig, Topology, TopologySpec};
+
+fn lab() -> Topology {
+    Topology::build(&TopologySpec {
+        host: HostConfig::dhcp_like(),
+        far: false,
+    })
+}
+
+fn bridge_exists(topo: &Topology) -> bool {
+    topo.host.try_ip("link show lepont").is_ok()
+}
+
+#[test]
+fn run_passes_the_exit_status_through_and_stops_after() {
+    require_netns!();
+    let topo = lab();
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    // The stand-in for QEMU sees the bridge, then fails with its own status.
+    let probe = format!(
+        "ip -n {} link show lepont >/dev/null && exit 7",
+        topo.host.name()
+    );
+    let out = eq.run(&["run", "--shm-size", "off", "--", "sh", "-c", &probe]);
+    assert_eq!(out.code, Some(7), "{}", out.stderr);
+    assert!(!bridge_exists(&topo), "the bridge outlived the only run");
+    assert!(eq.state_files().is_empty());
+    assert_restored(&topo.host, &before, "after run");
+}
+
+#[test]
+fn a_bridge_started_by_hand_outlives_run() {
+    require_netns!();
+    let topo = lab();
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    eq.ok(&["start", "--shm-size", "off"]);
+    let out = eq.run(&["run", "--", "true"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        bridge_exists(&topo),
+        "run stopped a bridge it did not start"
+    );
+    eq.ok(&["stop"]);
+    assert_restored(&topo.host, &before, "after stop");
+}
+
+#[test]
+fn the_last_run_out_stops_the_bridge() {
+    require_netns!();
+    let topo = lab();
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    let gate = dir.path().join("release-first");
+    // First run: holds the bridge until the test opens the gate (bounded: 20 s).
+    let wait = format!(
+        "for i in $(seq 200); do [ -e {} ] && exit 0; sleep 0.1; done; exit 9",
+        gate.display()
+    );
+    let mut first = eq
+        .command(&["run", "--shm-size", "off", "--", "sh", "-c", &wait])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("env-qemu runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge_exists(&topo) {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never started the bridge"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Second run joins the bridge and leaves while the first still holds it.
+    let out = eq.run(&["run", "--", "true"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        bridge_exists(&topo),
+        "the second run stopped a bridge the first still uses"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let status = first.wait().expect("the first run exits");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        !bridge_exists(&topo),
+        "the last run out did not stop the bridge"
+    );
+    assert_restored(&topo.host, &before, "after both runs");
+}
+
+#[test]
+fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
+    require_netns!();
+    let topo = lab();
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    let mut run = eq
+        .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("env-qemu runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bridge_exists(&topo) {
+        assert!(Instant::now() < deadline, "run never started the bridge");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let pid = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = run.wait().expect("run exits");
+    // sleep died of the forwarded SIGTERM: 128 + 15.
+    assert_eq!(status.code(), Some(143));
+    assert!(!bridge_exists(&topo));
+    assert_restored(&topo.host, &before, "after SIGTERM");
+}
