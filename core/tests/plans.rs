@@ -149,3 +149,13 @@ fn add_only_takes_taps() {
         PlanError::TapIsUplink(n("eth0"))
     );
 }
+
+#[test]
+fn a_wireless_uplink_is_refused_with_the_reason() {
+    let mut s = seed();
+    s.net.links[0].kind = LinkKind::Wireless;
+    let e = plan_start(&s, &request("eth0")).unwrap_err();
+    assert_eq!(e, PlanError::UplinkIsWireless(n("eth0")));
+    let msg = e.to_string();
+    assert!(msg.contains("Wi-Fi") && msg.contains("wired uplink"), "{msg}");
+}
