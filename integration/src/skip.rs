@@ -80,11 +80,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_skip_returns() {
-        skip_as("t", "no reason", false);
-    }
-
-    #[test]
     #[should_panic(
         expected = "t: cannot run (no root) and ENV_QEMU_REQUIRE_NETNS=1 forbids skipping"
     )]
