@@ -157,5 +157,8 @@ fn a_wireless_uplink_is_refused_with_the_reason() {
     let e = plan_start(&s, &request("eth0")).unwrap_err();
     assert_eq!(e, PlanError::UplinkIsWireless(n("eth0")));
     let msg = e.to_string();
-    assert!(msg.contains("Wi-Fi") && msg.contains("wired uplink"), "{msg}");
+    assert!(
+        msg.contains("Wi-Fi") && msg.contains("wired uplink"),
+        "{msg}"
+    );
 }
