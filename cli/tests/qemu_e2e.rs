@@ -22,12 +22,13 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use env_qemu_core::model::{AddrFlag, NetState};
+use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, same_state};
 use env_qemu_integration::dnsmasq::{Dnsmasq, Lease};
 use env_qemu_integration::guard::{wait_until, ScratchDir, Stopwatch};
 use env_qemu_integration::guest::{self, FAIL_MARK, LEASE_MARK, PING_OK_MARK};
 use env_qemu_integration::qemu::{netdev_existing_tap, Boot, IfScripts, Qemu};
+use env_qemu_integration::session::settled_state as settled;
 use env_qemu_integration::topology::{LAN_ROUTER_V4, UPLINK};
 use env_qemu_integration::{
     require_linux_guest, require_qemu, HostConfig, TestNs, Topology, TopologySpec,
@@ -259,20 +260,6 @@ impl Lab {
         let d = self.dir.join(name);
         std::fs::create_dir_all(&d).expect("vm dir");
         d
-    }
-}
-
-/// `ns` read with `ip -j` once no address is tentative (link-local DAD), so "before" does
-/// not depend on timing.
-fn settled(ns: &TestNs) -> NetState {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = ns.read_state();
-        let tentative = state.addresses.iter().any(|a| a.has(AddrFlag::Tentative));
-        if !tentative || Instant::now() > deadline {
-            return state;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use env_qemu_integration::compare::{difference, same_state};
 use env_qemu_integration::require_netns;
+use env_qemu_integration::session::settled_state;
 use env_qemu_integration::topology::{HostConfig, Topology, TopologySpec};
 
 #[test]
@@ -20,13 +21,7 @@ fn a_dropped_connection_does_not_cut_a_plan_in_half() {
     }));
     let topo = Topology::build(&TopologySpec { host, far: false });
     // "Before" is a settled host: the link-local just made is still in DAD for ~1 s.
-    for _ in 0..50 {
-        if topo.host.ip("-6 addr show tentative").trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let before = topo.host.read_state();
+    let before = settled_state(&topo.host);
     let state_dir = std::env::temp_dir().join(format!("env-qemu-sshdrop-{}", std::process::id()));
     let bin = env!("CARGO_BIN_EXE_env-qemu");
     let common = [

@@ -39,6 +39,10 @@ impl TestDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    pub fn str(&self) -> &str {
+        self.path.to_str().expect("temp dir path is UTF-8")
+    }
 }
 
 impl Default for TestDir {

@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use env_qemu_core::model::{AddrFlag, NetState};
+use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, same_state};
 use env_qemu_integration::TestNs;
 use serde_json::Value;
@@ -17,40 +16,7 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 pub const BRIDGE: &str = "lepont";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh directory under the temp dir, removed with its content on drop (also when the
-/// test panics).
-#[derive(Debug)]
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    pub fn new() -> TempDir {
-        let path = std::env::temp_dir().join(format!(
-            "eqt-cli-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).expect("create test dir");
-        TempDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn str(&self) -> &str {
-        self.path.to_str().expect("temp dir path is UTF-8")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use env_qemu_integration::session::{settled_state as settled, TestDir as TempDir};
 
 /// What one run of the binary did.
 #[derive(Debug)]
@@ -170,20 +136,6 @@ pub fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("a string").to_string())
         .collect()
-}
-
-/// The namespace read with `ip -j` once no address is `tentative` (DAD done), so a
-/// "before" state does not depend on timing.
-pub fn settled(ns: &TestNs) -> NetState {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = ns.read_state();
-        let tentative = state.addresses.iter().any(|a| a.has(AddrFlag::Tentative));
-        if !tentative || Instant::now() > deadline {
-            return state;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Asserts that `ns` reads back (`ip -j`, normalised) as `before`, retrying for a few

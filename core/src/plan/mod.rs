@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Address, IfName};
-use crate::op::Op;
+use crate::op::{LinkChange, Op};
 
 pub use drift::drift;
 pub use error::PlanError;
@@ -116,6 +116,20 @@ pub struct TapRecord {
     pub name: IfName,
     pub mtu: u32,
     pub up: bool,
+}
+
+/// `ip link set dev NAME CHANGE`, undone by `ip link set dev NAME UNDO`.
+fn link_set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
+    Step::new(
+        Op::LinkSet {
+            name: name.clone(),
+            change,
+        },
+        Op::LinkSet {
+            name: name.clone(),
+            change: undo,
+        },
+    )
 }
 
 /// IPv4 primaries before secondaries (the order that keeps each one's role when re-added),

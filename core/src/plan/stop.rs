@@ -12,7 +12,7 @@
 
 use super::start::set_sysctl;
 use super::tap::{detach_steps, restore_steps};
-use super::{primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
+use super::{link_set, primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
 use crate::model::{
     AddrFlag, Address, Family, IfName, Knob, Link, Route, RouteProtocol, Snapshot, SysctlKey,
 };
@@ -217,19 +217,6 @@ fn restore_nic(
     if !was.up && now.up {
         plan.push(link_set(nic, LinkChange::Down, LinkChange::Up));
     }
-}
-
-fn link_set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
-    Step::new(
-        Op::LinkSet {
-            name: name.clone(),
-            change,
-        },
-        Op::LinkSet {
-            name: name.clone(),
-            change: undo,
-        },
-    )
 }
 
 /// The kernel's identity of an address on one device.

@@ -1,8 +1,8 @@
 //! `add TAP` / `del TAP`: attach a VM's tap to the bridge and detach it again.
 
-use super::{Plan, PlanError, Step, TapRecord};
+use super::{link_set, Plan, PlanError, Step, TapRecord};
 use crate::model::{IfName, Link, LinkKind, Snapshot};
-use crate::op::{LinkChange, Op};
+use crate::op::LinkChange;
 
 /// Attaches `tap` to `bridge`: the bridge's MTU (so jumbo frames reach the VM), then the
 /// port, then up. An already-attached tap gives an empty plan. Returns the record `del`
@@ -35,15 +35,19 @@ pub fn plan_add(
         None => {}
     }
     if t.mtu != br.mtu {
-        plan.push(set(tap, LinkChange::Mtu(br.mtu), LinkChange::Mtu(t.mtu)));
+        plan.push(link_set(
+            tap,
+            LinkChange::Mtu(br.mtu),
+            LinkChange::Mtu(t.mtu),
+        ));
     }
-    plan.push(set(
+    plan.push(link_set(
         tap,
         LinkChange::Master(bridge.clone()),
         LinkChange::NoMaster,
     ));
     if !t.up {
-        plan.push(set(tap, LinkChange::Up, LinkChange::Down));
+        plan.push(link_set(tap, LinkChange::Up, LinkChange::Down));
     }
     Ok((plan, record))
 }
@@ -97,7 +101,7 @@ fn check_tap<'a>(
 
 /// Reverse of [`plan_add`]'s steps, shared with `stop --force`.
 pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>) -> Vec<Step> {
-    let mut steps = vec![set(
+    let mut steps = vec![link_set(
         &t.name,
         LinkChange::NoMaster,
         LinkChange::Master(bridge.clone()),
@@ -113,27 +117,14 @@ pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>
 pub(crate) fn restore_steps(t: &Link, rec: &TapRecord) -> Vec<Step> {
     let mut steps = Vec::new();
     if rec.mtu != t.mtu {
-        steps.push(set(
+        steps.push(link_set(
             &t.name,
             LinkChange::Mtu(rec.mtu),
             LinkChange::Mtu(t.mtu),
         ));
     }
     if !rec.up && t.up {
-        steps.push(set(&t.name, LinkChange::Down, LinkChange::Up));
+        steps.push(link_set(&t.name, LinkChange::Down, LinkChange::Up));
     }
     steps
-}
-
-fn set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
-    Step::new(
-        Op::LinkSet {
-            name: name.clone(),
-            change,
-        },
-        Op::LinkSet {
-            name: name.clone(),
-            change: undo,
-        },
-    )
 }
