@@ -119,7 +119,8 @@ fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
         assert!(Instant::now() < deadline, "run never started the bridge");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // At once: run may still be recording itself or spawning the command; the signal must
+    // neither kill it there (leaving the bridge up) nor be lost.
     let pid = nix::unistd::Pid::from_raw(run.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = run.wait().expect("run exits");
@@ -127,4 +128,40 @@ fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
     assert_eq!(status.code(), Some(143));
     assert!(!bridge_exists(&topo));
     assert_restored(&topo.host, &before, "after SIGTERM");
+}
+
+#[test]
+fn sigterm_during_start_is_held_for_the_command() {
+    require_netns!();
+    let mut host = HostConfig::dhcp_like();
+    // Enough routes that start's plan is still running when the signal lands.
+    host.routes.extend((0..400).map(|i| {
+        let net = if i < 200 { "198.51.100" } else { "203.0.113" };
+        format!("{net}.{}/32 via 192.0.2.1 table 100", i % 200)
+    }));
+    let topo = Topology::build(&TopologySpec { host, far: false });
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    let mut run = eq
+        .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("env-qemu runs");
+    // The state file is written just before the plan's first step.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while eq.state_files().is_empty() {
+        assert!(Instant::now() < deadline, "run never began its start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = nix::unistd::Pid::from_raw(run.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = run.wait().expect("run exits");
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "run died instead of passing SIGTERM on"
+    );
+    assert!(!bridge_exists(&topo));
+    assert_restored(&topo.host, &before, "after SIGTERM during start");
 }

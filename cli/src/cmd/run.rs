@@ -21,8 +21,11 @@ use crate::output::Out;
 pub async fn run(ctx: &Ctx, out: Out, a: &RunArgs) -> Result<ExitCode, Failure> {
     let store = ctx.store();
     let me = std::process::id();
+    // Handlers first: a signal during start must neither kill us half-way through the plan
+    // nor be lost; it reaches the command as soon as the command exists.
+    let mut signals = Signals::new()?;
     enter(ctx, out, a, &store, me).await?;
-    let status = supervise(out, &a.command).await;
+    let status = supervise(out, &a.command, &mut signals).await;
     let left = leave(ctx, out, &store, me).await;
     let code = status?;
     left?;
@@ -64,7 +67,25 @@ async fn enter(
 
 /// Runs the command; forwards SIGTERM/SIGHUP to it (Ctrl-C reaches it directly, being in
 /// the same process group) and waits for it either way.
-async fn supervise(out: Out, argv: &[String]) -> Result<ExitCode, Failure> {
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Failure> {
+        let sig =
+            |k| signal(k).map_err(|e| Failure::new(Code::Kernel, format!("signal handler: {e}")));
+        Ok(Signals {
+            term: sig(SignalKind::terminate())?,
+            hup: sig(SignalKind::hangup())?,
+            int: sig(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn supervise(out: Out, argv: &[String], signals: &mut Signals) -> Result<ExitCode, Failure> {
     let (prog, args) = argv
         .split_first()
         .ok_or_else(|| Failure::usage("no command given after --"))?;
@@ -73,18 +94,12 @@ async fn supervise(out: Out, argv: &[String]) -> Result<ExitCode, Failure> {
         .spawn()
         .map_err(|e| Failure::new(Code::NotFound, format!("running {prog}: {e}")))?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
-    let sig = |k| signal(k).map_err(|e| Failure::new(Code::Kernel, format!("signal handler: {e}")));
-    let (mut term, mut hup, mut int) = (
-        sig(SignalKind::terminate())?,
-        sig(SignalKind::hangup())?,
-        sig(SignalKind::interrupt())?,
-    );
     let status = loop {
         tokio::select! {
             s = child.wait() => break s,
-            _ = term.recv() => forward(out, pid, nix::sys::signal::Signal::SIGTERM),
-            _ = hup.recv() => forward(out, pid, nix::sys::signal::Signal::SIGHUP),
-            _ = int.recv() => out.say("env-qemu: interrupted; waiting for the command to exit"),
+            _ = signals.term.recv() => forward(out, pid, nix::sys::signal::Signal::SIGTERM),
+            _ = signals.hup.recv() => forward(out, pid, nix::sys::signal::Signal::SIGHUP),
+            _ = signals.int.recv() => out.say("env-qemu: interrupted; waiting for the command to exit"),
         }
     }
     .map_err(|e| Failure::new(Code::Kernel, format!("waiting for {prog}: {e}")))?;
