@@ -23,6 +23,10 @@ pub(crate) fn add(ns: &mut Ns, req: &Address) -> Res {
         a.flags.insert(AddrFlag::Deprecated);
     }
     match a.ip {
+        // inet_rtm_newaddr without an in_device (MTU below 68).
+        IpAddr::V4(_) if !ns.has_inet4(i) => {
+            Err(Fail::new(libc::ENOBUFS, "No buffer space available"))
+        }
         IpAddr::V4(_) => add_v4(ns, i, a),
         IpAddr::V6(_) => add_v6(ns, i, a),
     }
@@ -41,7 +45,7 @@ fn check_lifetimes(a: &Address) -> Res {
     Ok(())
 }
 
-fn add_v4(ns: &mut Ns, i: u32, mut a: Address) -> Res {
+pub(crate) fn add_v4(ns: &mut Ns, i: u32, mut a: Address) -> Res {
     let subnet = a.prefix();
     for x in &ns.dev(i).v4 {
         if x.prefix_len == a.prefix_len && subnet.contains(&x.ip) {
@@ -105,6 +109,7 @@ fn add_v6(ns: &mut Ns, i: u32, mut a: Address) -> Res {
 pub(crate) fn del(ns: &mut Ns, req: &Address) -> Res {
     let i = ns.require(&req.dev)?;
     match req.ip {
+        IpAddr::V4(_) if !ns.has_inet4(i) => Err(Fail::new(libc::ENODEV, "ipv4: Device not found")),
         IpAddr::V4(_) => del_v4(ns, i, req),
         IpAddr::V6(_) => del_v6(ns, i, req),
     }

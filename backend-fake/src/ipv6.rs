@@ -59,43 +59,49 @@ pub(crate) fn settle_ready(ns: &mut Ns) {
     let idxs: Vec<u32> = ns.devs.keys().copied().collect();
     for i in idxs {
         let ready = match &ns.dev(i).v6 {
-            Some(v6) => v6.ready,
+            Some(v6) => v6.ready || v6.await_up,
             None => continue,
         };
         if ready || !ns.carrier(i) {
             continue;
         }
-        if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
-            v6.ready = true;
-        }
-        let d = ns.dev(i);
-        let name = d.name.clone();
-        if matches!(d.kind, Kind::Loopback) {
-            // init_loopback: ::1/128, no route outside the local table.
-            let a = Address::new(name, IpAddr::V6(Ipv6Addr::LOCALHOST), 128);
-            if !has_ip(ns, i, &a.ip) {
-                insert_addr(ns, i, a);
-            }
-        } else {
-            let mut a = Address::new(name.clone(), IpAddr::V6(link_local(&d.mac)), 64);
-            if dad_needed(ns, i, &a) {
-                a.flags.insert(AddrFlag::Tentative);
-            }
-            if !has_ip(ns, i, &a.ip) {
-                insert_addr(ns, i, a);
-            }
-            let fe80 = Prefix::new(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 64)
-                .expect("valid prefix");
-            routes::kernel_prefix_v6(ns, &name, fe80);
-        }
-        let pending: Vec<Address> = ns.dev(i).v6.iter().flat_map(|v| v.addrs.clone()).collect();
-        let instant: Vec<IpAddr> = pending
-            .iter()
-            .filter(|a| a.has(AddrFlag::Tentative) && !dad_needed(ns, i, a))
-            .map(|a| a.ip)
-            .collect();
-        clear_tentative(ns, i, |a| instant.contains(&a.ip));
+        make_ready(ns, i);
     }
+}
+
+/// IF_READY is set (NETDEV_UP or NETDEV_CHANGE with the link ready): the link-local (or
+/// ::1 on lo) and fe80::/64 appear, and addresses whose DAD is off by now complete.
+pub(crate) fn make_ready(ns: &mut Ns, i: u32) {
+    if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
+        v6.ready = true;
+    }
+    let d = ns.dev(i);
+    let name = d.name.clone();
+    if matches!(d.kind, Kind::Loopback) {
+        // init_loopback: ::1/128, no route outside the local table.
+        let a = Address::new(name, IpAddr::V6(Ipv6Addr::LOCALHOST), 128);
+        if !has_ip(ns, i, &a.ip) {
+            insert_addr(ns, i, a);
+        }
+    } else {
+        let mut a = Address::new(name.clone(), IpAddr::V6(link_local(&d.mac)), 64);
+        if dad_needed(ns, i, &a) {
+            a.flags.insert(AddrFlag::Tentative);
+        }
+        if !has_ip(ns, i, &a.ip) {
+            insert_addr(ns, i, a);
+        }
+        let fe80 = Prefix::new(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 64)
+            .expect("valid prefix");
+        routes::kernel_prefix_v6(ns, &name, fe80);
+    }
+    let pending: Vec<Address> = ns.dev(i).v6.iter().flat_map(|v| v.addrs.clone()).collect();
+    let instant: Vec<IpAddr> = pending
+        .iter()
+        .filter(|a| a.has(AddrFlag::Tentative) && !dad_needed(ns, i, a))
+        .map(|a| a.ip)
+        .collect();
+    clear_tentative(ns, i, |a| instant.contains(&a.ip));
 }
 
 fn has_ip(ns: &Ns, i: u32, ip: &IpAddr) -> bool {
@@ -146,29 +152,42 @@ pub(crate) fn disable(ns: &mut Ns, i: u32) {
 }
 
 /// NETDEV_CHANGEMTU: below 1280 IPv6 is torn down; back above, it is rebuilt with
-/// `default`'s sysctls, and on an up device behaves like NETDEV_UP.
+/// `default`'s sysctls, and on an up device behaves like NETDEV_UP. lo is the exception:
+/// it keeps its inet6_dev (and sysctls), loses its addresses at every change below 1280,
+/// and is not ready again before its next admin up, whatever its MTU.
 pub(crate) fn mtu_changed(ns: &mut Ns, i: u32) {
     let mtu = ns.dev(i).mtu;
     let has = ns.dev(i).v6.is_some();
-    if mtu < IPV6_MIN_MTU && has {
+    let lo = matches!(ns.dev(i).kind, Kind::Loopback);
+    if mtu < IPV6_MIN_MTU && has && lo {
+        ifdown(ns, i);
+        if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
+            v6.await_up = true;
+        }
+    } else if mtu < IPV6_MIN_MTU && has {
         disable(ns, i);
     } else if mtu >= IPV6_MIN_MTU && !has {
         let conf = ns.conf_default;
         ns.dev_mut(i).v6 = Some(Inet6 {
             conf,
             ready: false,
+            await_up: false,
             addrs: Vec::new(),
         });
     }
 }
 
-/// addrconf_permanent_addr on NETDEV_UP: addresses added while the device was down get
-/// their prefix routes now.
+/// addrconf_permanent_addr on NETDEV_UP: permanent addresses (infinite valid lifetime)
+/// added while the device was down get their prefix routes now; addresses with a
+/// finite lifetime do not.
 pub(crate) fn restore_prefix_routes(ns: &mut Ns, i: u32) {
+    if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
+        v6.await_up = false;
+    }
     let name = ns.name(i);
     let addrs: Vec<Address> = ns.dev(i).v6.iter().flat_map(|v| v.addrs.clone()).collect();
     for a in addrs {
-        if wants_prefix_route(ns, i, &a) {
+        if a.valid_lft.is_none() && wants_prefix_route(ns, i, &a) {
             routes::kernel_prefix_v6(ns, &name, a.prefix());
         }
     }

@@ -3,13 +3,19 @@
 //! /work/shared/kernel-notes.md) rather than canned replies, plus fault injection.
 //!
 //! [`SimKernel`] implements [`env_qemu_core::Kernel`]; its inherent methods build worlds
-//! (NICs, cables, QEMU opening taps, time passing) and inject faults.
+//! (NICs, cables, QEMU opening taps, time passing, how a kernel race ends) and inject
+//! faults.
+//!
+//! The real kernel is the authority: `integration/tests/conformance.rs` runs generated
+//! operation sequences on both and compares every step; the minimal sequences of past
+//! disagreements are in `integration/tests/conformance_regressions.rs`.
 
 mod addresses;
 mod bridge;
 mod dump;
 mod error;
 mod faults;
+mod fib4;
 mod ipv6;
 mod links;
 mod nexthop;

@@ -42,11 +42,12 @@ pub(crate) fn add(ns: &mut Ns, spec: &LinkSpec) -> Res {
                 forward_delay,
                 mac_fixed: mac.is_some(),
                 mtu_user_set: false,
-                // A MAC given at creation goes through br_stp_change_bridge_id, which
-                // runs a port-state selection: the portless bridge loses its carrier.
+                // A MAC given at creation goes through br_stp_change_bridge_id, and
+                // enabling STP through br_stp_start; both run a port-state selection,
+                // so the portless bridge loses its carrier.
                 id: mac.unwrap_or(MacAddr::ZERO),
                 lower: true,
-                recalc: mac.is_some(),
+                recalc: mac.is_some() || *stp,
             };
             let dev_mac = match mac {
                 Some(m) => *m,
@@ -117,19 +118,25 @@ pub(crate) fn unregister(ns: &mut Ns, i: u32) {
                 bridge::release(ns, p);
             }
         }
-        let name = ns.name(v);
-        let gone: Vec<IpAddr> = ns.dev_mut(v).v4.drain(..).map(|a| a.ip).collect();
-        for ip in gone {
-            if let IpAddr::V4(ip4) = ip {
-                if !ns.is_local_v4(ip4) {
-                    routes::flush_prefsrc_main(ns, ip);
-                }
-            }
-        }
+        drop_ipv4(ns, v);
         ipv6::disable(ns, v);
-        routes::flush_dev(ns, &name, Family::Inet);
         ns.devs.remove(&v);
     }
+}
+
+/// inetdev_destroy: every IPv4 address goes as if deleted one by one (their `src`
+/// routes in main with them), then every IPv4 route through the device.
+fn drop_ipv4(ns: &mut Ns, i: u32) {
+    let name = ns.name(i);
+    let gone: Vec<IpAddr> = ns.dev_mut(i).v4.drain(..).map(|a| a.ip).collect();
+    for ip in gone {
+        if let IpAddr::V4(ip4) = ip {
+            if !ns.is_local_v4(ip4) {
+                routes::flush_prefsrc_main(ns, ip);
+            }
+        }
+    }
+    routes::flush_dev(ns, &name, Family::Inet);
 }
 
 pub(crate) fn set(ns: &mut Ns, name: &IfName, change: &LinkChange) -> Res {
@@ -154,19 +161,14 @@ pub(crate) fn bring_up(ns: &mut Ns, i: u32) {
         return;
     }
     ns.dev_mut(i).up = true;
-    if matches!(ns.dev(i).kind, Kind::Loopback) {
-        // inetdev_event(NETDEV_UP) gives lo its 127.0.0.1/8 back if it lost it.
+    if matches!(ns.dev(i).kind, Kind::Loopback) && ns.has_inet4(i) {
+        // inetdev_event(NETDEV_UP) gives lo its 127.0.0.1/8 back if it lost it, through
+        // inet_insert_ifa: a secondary if another 127/8 address is primary, nothing if
+        // it is there, and any refusal ignored.
         let name = ns.name(i);
         let mut a = Address::new(name, IpAddr::V4(Ipv4Addr::LOCALHOST), 8);
         a.scope = AddrScope::Host;
-        if !ns
-            .dev(i)
-            .v4
-            .iter()
-            .any(|x| x.ip == a.ip && x.prefix_len == 8)
-        {
-            addresses::insert_v4(ns, i, a);
-        }
+        let _ = addresses::add_v4(ns, i, a);
     }
     // fib_netdev_event(NETDEV_UP): prefix routes of the primaries, nothing else.
     let prims: Vec<Address> = ns
@@ -180,6 +182,9 @@ pub(crate) fn bring_up(ns: &mut Ns, i: u32) {
         routes::kernel_prefix_v4(ns, i, a, true);
     }
     ipv6::restore_prefix_routes(ns, i);
+    if matches!(ns.dev(i).kind, Kind::Tap { .. } | Kind::Veth { .. }) {
+        bridge::carrierless_port_up(ns, i);
+    }
 }
 
 pub(crate) fn bring_down(ns: &mut Ns, i: u32) {
@@ -188,9 +193,9 @@ pub(crate) fn bring_down(ns: &mut Ns, i: u32) {
     }
     ns.dev_mut(i).up = false;
     // IPv4 addresses stay (their local-table entries too); every route through the
-    // device goes, in every table.
+    // device goes, in every table, but scope-host ones.
     let name = ns.name(i);
-    routes::flush_dev(ns, &name, Family::Inet);
+    routes::flush_dev_down_v4(ns, &name);
     ipv6::ifdown(ns, i);
 }
 
@@ -233,12 +238,17 @@ fn set_mtu_user(ns: &mut Ns, i: u32, mtu: u32) -> Res {
     Ok(())
 }
 
-/// An MTU change and its ripples: IPv6 on/off around 1280, the master's auto MTU.
+/// An MTU change and its ripples: IPv4 gone below 68 (lo only gets there), IPv6 on/off
+/// around 1280, the master's auto MTU.
 pub(crate) fn set_mtu(ns: &mut Ns, i: u32, mtu: u32) {
     if ns.dev(i).mtu == mtu {
         return;
     }
+    let had_inet4 = ns.has_inet4(i);
     ns.dev_mut(i).mtu = mtu;
+    if had_inet4 && !ns.has_inet4(i) {
+        drop_ipv4(ns, i);
+    }
     ipv6::mtu_changed(ns, i);
     if let Some(br) = ns.dev(i).master {
         bridge::mtu_auto(ns, br);

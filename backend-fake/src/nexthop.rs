@@ -1,11 +1,14 @@
 //! Route validation: the checks fib_create_info (IPv4) and ip6_route_info_create (IPv6)
 //! run before a route enters a table, with their errnos and extack messages.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
-use env_qemu_core::model::{Family, Route, RouteScope, RouteType, TABLE_DEFAULT, TABLE_MAIN};
+use env_qemu_core::model::{
+    Family, Route, RouteScope, RouteType, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
+};
 
 use crate::error::{no_device, Fail, Res};
+use crate::fib4;
 use crate::state::{Kind, Ns};
 
 /// The route as the kernel stores it (IPv6 metric 0 → 1024, gateway-only routes get
@@ -43,6 +46,9 @@ fn check_v4(ns: &Ns, mut r: Route) -> Res<Route> {
                 "Gateway, device and multipath can not be specified for this route type",
             ));
         }
+        // fib_create_info jumps straight to linking the route: no scope, nexthop or
+        // prefsrc checks for reject types.
+        return Ok(r);
     } else if r.scope == RouteScope::Host {
         // Host-scope routes skip the nexthop checks, including the up check.
         if r.gateway.is_some() {
@@ -54,123 +60,55 @@ fn check_v4(ns: &Ns, mut r: Route) -> Res<Route> {
         dev.ok_or_else(no_device)?;
     } else if let Some(IpAddr::V4(gw)) = r.gateway {
         if r.onlink {
+            // fib_check_nh_v4_gw: the scope, the device, then the gateway's type.
+            if num(r.scope) >= num(RouteScope::Link) {
+                return Err(Fail::new(libc::EINVAL, "Nexthop has invalid scope"));
+            }
             let i =
                 dev.ok_or_else(|| Fail::new(libc::ENODEV, "Nexthop device required for onlink"))?;
             if down(i) {
                 return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
             }
-            let unicast = !(gw.is_unspecified() || gw.is_multicast() || gw.is_broadcast());
-            if !unicast || local_v4(ns, gw, Some(i)).is_some() {
+            // inet_addr_type_dev_table: the device only picks the table; the type is
+            // whatever the gateway falls in, on any device.
+            if fib4::addr_type(ns, gw, TABLE_LOCAL) != RouteType::Unicast {
                 return Err(Fail::new(libc::EINVAL, "Nexthop has invalid gateway"));
             }
         } else {
-            let i = resolve_gw_v4(ns, r.table, gw, r.scope, dev)?;
+            let i = fib4::resolve_gw(ns, r.table, gw, r.scope, dev)?;
             if down(i) {
                 return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
             }
             r.dev = Some(ns.name(i));
         }
     } else {
-        let i = dev.ok_or_else(no_device)?;
+        // fib_check_nh_nongw refuses the flag before it looks for the device.
         if r.onlink {
             return Err(Fail::new(
                 libc::EINVAL,
                 "Invalid flags for nexthop - PERVASIVE and ONLINK can not be set",
             ));
         }
+        let i = dev.ok_or_else(no_device)?;
+        // inetdev_by_index: no in_device below MTU 68.
+        if !ns.has_inet4(i) {
+            return Err(no_device());
+        }
         if down(i) {
             return Err(Fail::new(libc::ENETDOWN, "Device for nexthop is not up"));
         }
     }
     if let Some(IpAddr::V4(src)) = r.prefsrc {
+        // fib_valid_prefsrc: the local table must call it local (any address inside
+        // the local prefix route of an address on lo too), unless the route is the
+        // address's own local route.
         let own_local =
             r.kind == RouteType::Local && r.dst.len() == 32 && r.dst.addr() == IpAddr::V4(src);
-        if !own_local && !ns.is_local_v4(src) {
+        if !own_local && !fib4::valid_prefsrc(ns, src, r.table) {
             return Err(Fail::new(libc::EINVAL, "Invalid prefsrc address"));
         }
     }
     Ok(r)
-}
-
-/// What the local table says about an IPv4 address, seen through `dev` if given.
-enum Local {
-    /// One of our addresses (entries of down devices stay).
-    Address(u32),
-    /// A subnet broadcast of an up device's primary (or an explicit `brd`).
-    Broadcast,
-}
-
-fn local_v4(ns: &Ns, ip: Ipv4Addr, dev: Option<u32>) -> Option<Local> {
-    let ip = IpAddr::V4(ip);
-    let devs = || {
-        ns.devs
-            .values()
-            .filter(|d| dev.is_none_or(|x| x == d.index))
-    };
-    let addr = devs().find(|d| {
-        d.v4.iter()
-            .any(|a| a.ip == ip || (matches!(d.kind, Kind::Loopback) && a.prefix().contains(&ip)))
-    });
-    if let Some(d) = addr {
-        return Some(Local::Address(d.index));
-    }
-    let broadcast = devs().filter(|d| d.up).any(|d| {
-        d.v4.iter().any(|a| {
-            a.broadcast == Some(ip)
-                || (!a.secondary && a.prefix_len < 31 && subnet_broadcast(a) == ip)
-        })
-    });
-    broadcast.then_some(Local::Broadcast)
-}
-
-fn subnet_broadcast(a: &env_qemu_core::model::Address) -> IpAddr {
-    match a.ip {
-        IpAddr::V4(v) => {
-            let host = u32::MAX.checked_shr(u32::from(a.prefix_len)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v) | host))
-        }
-        other => other,
-    }
-}
-
-/// fib_check_nh_v4_gw: look the gateway up as a destination, accepting only routes of
-/// scope link or narrower (scope + 1, at least link), through `dev` if given: the route's
-/// own table first, then the policy order local, main, default. Linkdown routes count;
-/// a broadcast address resolves, but to an unusable type.
-fn resolve_gw_v4(
-    ns: &Ns,
-    table: u32,
-    gw: Ipv4Addr,
-    scope: RouteScope,
-    dev: Option<u32>,
-) -> Res<u32> {
-    let min = num(scope).saturating_add(1).max(num(RouteScope::Link));
-    let ip = IpAddr::V4(gw);
-    let in_table = |t: u32| {
-        ns.routes
-            .iter()
-            .filter(|r| r.table == t && r.family() == Family::Inet && r.dst.contains(&ip))
-            .filter(|r| {
-                matches!(r.kind, RouteType::Unicast | RouteType::Local) && num(r.scope) >= min
-            })
-            .filter_map(|r| Some((r.dst.len(), ns.idx(r.dev.as_ref()?)?)))
-            .filter(|(_, i)| dev.is_none_or(|d| d == *i))
-            .max_by_key(|(len, _)| *len)
-            .map(|(_, i)| i)
-    };
-    let invalid = |errno| Fail::new(errno, "Nexthop has invalid gateway");
-    if table != TABLE_MAIN {
-        if let Some(i) = in_table(table) {
-            return Ok(i);
-        }
-    }
-    match local_v4(ns, gw, dev) {
-        Some(Local::Address(i)) => Ok(i),
-        Some(Local::Broadcast) => Err(invalid(libc::EINVAL)),
-        None => in_table(TABLE_MAIN)
-            .or_else(|| in_table(TABLE_DEFAULT))
-            .ok_or_else(|| invalid(libc::ENETUNREACH)),
-    }
 }
 
 fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
@@ -187,17 +125,22 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
             return Err(no_device());
         }
     }
-    if is_reject(r.kind) {
-        // Reject routes are parked on the loopback device.
-        r.dev = Some(ns.loopback());
-        return Ok(r);
-    }
     let down = |i: u32| !ns.dev(i).up;
+    // fib6_nh_init checks `onlink` before it parks a reject route.
     if r.onlink {
         let i = dev.ok_or_else(|| Fail::new(libc::ENODEV, "Nexthop device required for onlink"))?;
         if down(i) {
             return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
         }
+    }
+    if is_reject(r.kind) {
+        // Reject routes are parked on the loopback device, and their source is still
+        // checked, against lo (ip6_route_info_create after fib6_nh_init).
+        let lo = ns.loopback();
+        let lo_i = ns.require(&lo)?;
+        check_src_v6(ns, &r, lo_i)?;
+        r.dev = Some(lo);
+        return Ok(r);
     }
     if let Some(IpAddr::V6(gw)) = r.gateway {
         let local = |i: u32| ns.has_v6(gw, i, false);
@@ -213,7 +156,7 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
                 return Err(Fail::new(libc::EINVAL, "Invalid gateway address"));
             }
             if r.onlink {
-                if onlink_conflict(ns, r.table, gw, dev) {
+                if onlink_conflict(ns, gw, dev) {
                     return Err(Fail::new(
                         libc::EINVAL,
                         "Nexthop has invalid gateway or device mismatch",
@@ -247,45 +190,93 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
     if down(i) {
         return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
     }
-    if let Some(IpAddr::V6(src)) = r.prefsrc {
-        // Tentative addresses are not usable as source yet.
-        if !ns.has_v6(src, i, true) {
-            return Err(Fail::new(libc::EINVAL, "Invalid source address"));
-        }
-    }
+    check_src_v6(ns, &r, i)?;
     Ok(r)
 }
 
-/// The most specific IPv6 route to `gw` in `table` (then main), through `dev` if given.
-fn best_v6(ns: &Ns, table: u32, gw: Ipv6Addr, dev: Option<u32>) -> Option<&Route> {
+/// ipv6_chk_addr(src, dev): on `dev`, or a global address anywhere. Tentative addresses
+/// are not usable as source yet.
+fn check_src_v6(ns: &Ns, r: &Route, dev: u32) -> Res {
+    match r.prefsrc {
+        Some(IpAddr::V6(src)) if !ns.has_v6(src, dev, true) => {
+            Err(Fail::new(libc::EINVAL, "Invalid source address"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// fib6_table_lookup in one table: the most specific route to `gw`, through `dev` if
+/// given (RT6_LOOKUP_F_IFACE backtracks to shorter prefixes until one matches); among
+/// routes of one prefix, the one through `prefer` (a non-strict oif), then the lowest
+/// metric.
+fn best_in(
+    ns: &Ns,
+    table: u32,
+    gw: Ipv6Addr,
+    dev: Option<u32>,
+    prefer: Option<u32>,
+) -> Option<&Route> {
     let ip = IpAddr::V6(gw);
-    let lookup = |t: u32| {
-        ns.routes
-            .iter()
-            .filter(|r| r.table == t && r.family() == Family::Inet6 && r.dst.contains(&ip))
-            .filter(|r| dev.is_none_or(|d| r.dev.as_ref().and_then(|n| ns.idx(n)) == Some(d)))
-            .min_by_key(|r| (std::cmp::Reverse(r.dst.len()), r.metric))
-    };
-    lookup(table).or_else(|| lookup(TABLE_MAIN))
+    let via = |r: &Route| r.dev.as_ref().and_then(|n| ns.idx(n));
+    ns.routes
+        .iter()
+        .filter(|r| r.table == table && r.family() == Family::Inet6 && r.dst.contains(&ip))
+        .filter(|r| dev.is_none_or(|d| via(r) == Some(d)))
+        .min_by_key(|r| {
+            let preferred = prefer.is_some() && via(r) == prefer;
+            (std::cmp::Reverse(r.dst.len()), !preferred, r.metric)
+        })
+}
+
+/// RTF_REJECT as fib6_is_reject sets it: the reject types, and any route through the
+/// loopback device, which the kernel turns into a reject route internally although the
+/// dump still calls it unicast (prefix routes of addresses on lo, `dev lo` routes).
+fn rejects(ns: &Ns, r: &Route) -> bool {
+    is_reject(r.kind)
+        || r.dev
+            .as_ref()
+            .and_then(|n| ns.idx(n))
+            .is_some_and(|i| matches!(ns.dev(i).kind, Kind::Loopback))
+}
+
+/// The device holding `gw` as one of its addresses: the local table's entry for it.
+fn local_v6(ns: &Ns, gw: Ipv6Addr) -> Option<u32> {
+    let ip = IpAddr::V6(gw);
+    ns.devs
+        .values()
+        .find(|d| d.v6.iter().flat_map(|v| v.addrs.iter()).any(|a| a.ip == ip))
+        .map(|d| d.index)
 }
 
 /// ip6_route_check_nh: the gateway must be on-link through a gateway-less, non-reject
-/// route (of `dev` if given).
+/// route (of `dev` if given). The route's own table first; if that gives nothing usable,
+/// a full lookup through the policy rules: local, main, default.
 fn resolve_gw_v6(ns: &Ns, table: u32, gw: Ipv6Addr, dev: Option<u32>) -> Option<u32> {
-    let r = best_v6(ns, table, gw, dev)?;
-    if r.gateway.is_some() || is_reject(r.kind) {
-        return None;
+    let usable = |r: &Route| r.gateway.is_none() && !rejects(ns, r);
+    let via = |r: &Route| r.dev.as_ref().and_then(|n| ns.idx(n));
+    if let Some(r) = best_in(ns, table, gw, dev, None).filter(|r| usable(r)) {
+        return via(r);
     }
-    ns.idx(r.dev.as_ref()?)
+    if let Some(i) = local_v6(ns, gw).filter(|i| dev.is_none_or(|d| d == *i)) {
+        return Some(i);
+    }
+    let r = best_in(ns, TABLE_MAIN, gw, dev, None)
+        .or_else(|| best_in(ns, TABLE_DEFAULT, gw, dev, None))?;
+    if usable(r) {
+        via(r)
+    } else {
+        None
+    }
 }
 
-/// ip6_route_check_nh_onlink: `onlink` is refused when a more specific unicast route
-/// already places the gateway behind another device.
-fn onlink_conflict(ns: &Ns, table: u32, gw: Ipv6Addr, dev: Option<u32>) -> bool {
-    let Some(r) = best_v6(ns, table, gw, None) else {
+/// ip6_route_check_nh_onlink: `onlink` is refused when the main table (whatever the
+/// route's own table) has a more specific non-reject route placing the gateway behind
+/// another device, or one that is not unicast.
+fn onlink_conflict(ns: &Ns, gw: Ipv6Addr, dev: Option<u32>) -> bool {
+    let Some(r) = best_in(ns, TABLE_MAIN, gw, None, dev) else {
         return false;
     };
-    !is_reject(r.kind)
+    !rejects(ns, r)
         && !r.dst.is_default()
         && (r.kind != RouteType::Unicast || r.dev.as_ref().and_then(|n| ns.idx(n)) != dev)
 }

@@ -15,7 +15,8 @@ use crate::state::{Kind, Ns};
 
 /// `ip route add` (`replace = false`) and `ip route replace`.
 pub(crate) fn add(ns: &mut Ns, req: &Route, replace: bool) -> Res {
-    let r = nexthop::validate(ns, req)?;
+    let created = touch_v6_table(ns, req);
+    let r = nexthop::validate(ns, req).map_err(|f| f.kept_partial(created))?;
     let same_key = |x: &Route| same_key(x, &r);
     let Some(first) = in_dump_order(ns)
         .into_iter()
@@ -41,12 +42,21 @@ pub(crate) fn add(ns: &mut Ns, req: &Route, replace: bool) -> Res {
 /// (The kernel makes IPv6 gateway routes multipath siblings of one route; the model keeps
 /// them as separate entries.)
 pub(crate) fn append(ns: &mut Ns, req: &Route) -> Res {
-    let r = nexthop::validate(ns, req)?;
+    let created = touch_v6_table(ns, req);
+    let r = nexthop::validate(ns, req).map_err(|f| f.kept_partial(created))?;
     if ns.routes.contains(&r) {
         return Err(exists());
     }
     ns.routes.push(r);
     Ok(())
+}
+
+/// ip6_route_info_create calls fib6_new_table before any nexthop check: an IPv6 request
+/// that gets past the backend's device lookup creates its table, accepted or not.
+/// Returns whether it was new.
+fn touch_v6_table(ns: &mut Ns, req: &Route) -> bool {
+    let dev_known = req.dev.as_ref().is_none_or(|d| ns.idx(d).is_some());
+    req.family() == Family::Inet6 && dev_known && ns.v6_tables.insert(req.table)
 }
 
 /// IPv4: (table, dst, tos, metric). IPv6: (table, dst, metric).
@@ -80,10 +90,36 @@ pub(crate) fn del(ns: &mut Ns, req: &Route) -> Res {
             && (v6 || req.prefsrc.is_none() || x.prefsrc == req.prefsrc)
     };
     let Some(k) = in_dump_order(ns).into_iter().find(|&k| hit(&ns.routes[k])) else {
-        return Err(Fail::new(libc::ESRCH, "No such process"));
+        return Err(
+            del_miss_v6(ns, req).unwrap_or_else(|| Fail::new(libc::ESRCH, "No such process"))
+        );
     };
     ns.routes.remove(k);
     Ok(())
+}
+
+/// ip6_route_del's misses that are not plain ESRCH. A table that does not exist says so.
+/// A table's root node (`::/0`) holds the null entry while it has no default route:
+/// proto kernel, metric 0xffffffff, no gateway, device lo. A request it matches "finds"
+/// it, and fib6_del refuses to delete it with ENOENT.
+fn del_miss_v6(ns: &Ns, req: &Route) -> Option<Fail> {
+    if req.family() != Family::Inet6 {
+        return None;
+    }
+    if !ns.v6_tables.contains(&req.table) {
+        return Some(Fail::new(libc::ESRCH, "FIB table does not exist"));
+    }
+    let has_default = ns
+        .routes
+        .iter()
+        .any(|r| r.family() == Family::Inet6 && r.table == req.table && r.dst.is_default());
+    let null_entry = req.dst.is_default()
+        && !has_default
+        && req.gateway.is_none()
+        && req.dev.as_ref().is_none_or(|d| *d == ns.loopback())
+        && matches!(req.metric, 0 | u32::MAX)
+        && matches!(req.protocol, RouteProtocol::Unspec | RouteProtocol::Kernel);
+    null_entry.then(|| Fail::new(libc::ENOENT, "No such file or directory"))
 }
 
 /// The prefix route the kernel keeps for a primary IPv4 address: table main, proto
@@ -159,20 +195,31 @@ pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
     }
 }
 
-/// cleanup_prefix_route: the device's gateway-less route for the prefix in main,
-/// preferring the kernel's own.
+/// cleanup_prefix_route: addrconf_get_prefix_route takes the first gateway-less route
+/// for the prefix through the device in main, in the node's order (lowest metric
+/// first), whoever added it: a user route with a lower metric goes instead of the
+/// kernel's own (measured).
 pub(crate) fn remove_kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
-    let cand = |x: &Route| {
-        x.table == TABLE_MAIN && x.dst == dst && x.dev.as_ref() == Some(dev) && x.gateway.is_none()
-    };
-    let k = ns
-        .routes
-        .iter()
-        .position(|x| cand(x) && x.protocol == RouteProtocol::Kernel)
-        .or_else(|| ns.routes.iter().position(cand));
+    let k = in_dump_order(ns).into_iter().find(|&k| {
+        let x = &ns.routes[k];
+        x.family() == Family::Inet6
+            && x.table == TABLE_MAIN
+            && x.dst == dst
+            && x.dev.as_ref() == Some(dev)
+            && x.gateway.is_none()
+    });
     if let Some(k) = k {
         ns.routes.remove(k);
     }
+}
+
+/// Admin down (fib_sync_down_dev without force): every IPv4 route through `dev`, all
+/// tables, except scope-host ones, whose nexthop has scope "nowhere" like the local
+/// table's entries (measured: `ip route add P dev D scope host` survives `D down`).
+pub(crate) fn flush_dev_down_v4(ns: &mut Ns, dev: &IfName) {
+    ns.routes.retain(|r| {
+        !(r.family() == Family::Inet && r.dev.as_ref() == Some(dev) && r.scope != RouteScope::Host)
+    });
 }
 
 /// Every route of `family` through `dev`, all tables.

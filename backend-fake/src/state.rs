@@ -1,17 +1,23 @@
 //! The simulated network namespace as plain data: devices with their addresses, the
 //! routing tables, the IPv6 sysctls and the tmpfs mounts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use env_qemu_core::model::{AddrScope, Address, IfName, Knob, MacAddr, Route, TapInfo};
+use env_qemu_core::model::{
+    AddrScope, Address, IfName, Knob, MacAddr, Route, TapInfo, TABLE_LOCAL, TABLE_MAIN,
+};
 
 use crate::error::{exists, no_device, Res};
 
 /// Below this MTU the kernel tears IPv6 off a device entirely (addresses, routes and
 /// the `net.ipv6.conf.DEV` directory), and rebuilds it from `default` when it is raised.
 pub(crate) const IPV6_MIN_MTU: u32 = 1280;
+/// Below this MTU (only lo can go there) the kernel destroys the device's in_device:
+/// every IPv4 address goes, and IPv4 addresses and routes on it are refused until the
+/// MTU is raised again (inetdev_valid_mtu).
+pub(crate) const IPV4_MIN_MTU: u32 = 68;
 
 /// The spanning-tree state of a bridge port, reduced to what changes carrier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +43,12 @@ pub(crate) struct Ns {
     pub tmpfs: BTreeMap<PathBuf, Mount>,
     pub promote_secondaries: bool,
     pub mac_seed: u64,
+    /// IPv6 routing tables that exist: main and local from the start, any other from
+    /// the first route request for it that reaches the kernel (fib6_new_table runs before
+    /// the nexthop checks, so a refused route creates its table too); never removed.
+    pub v6_tables: BTreeSet<u32>,
+    /// How the race in `bridge::carrierless_port_up` ends: the bridge flashes ready.
+    pub port_up_flash: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +113,10 @@ pub(crate) struct Inet6 {
     /// IF_READY: up with carrier seen since the last admin up. DAD only progresses on a
     /// ready device; losing carrier afterwards does not clear it.
     pub ready: bool,
+    /// lo only: an MTU below 1280 emptied it (addrconf_ifdown without unregistering)
+    /// and cleared IF_READY; raising the MTU does not set it again, only the next admin
+    /// up does. Addresses can still be added meanwhile.
+    pub await_up: bool,
     /// Kernel order: by scope (global first), newest first within a scope.
     pub addrs: Vec<Address>,
 }
@@ -162,6 +178,8 @@ impl Ns {
             tmpfs: BTreeMap::new(),
             promote_secondaries: false,
             mac_seed: 0x656e_762d_7165_6d75,
+            v6_tables: BTreeSet::from([TABLE_MAIN, TABLE_LOCAL]),
+            port_up_flash: false,
         };
         let lo = IfName::new("lo").expect("valid name");
         let i = ns.insert_dev(lo, Kind::Loopback, MacAddr::ZERO, 65536);
@@ -211,6 +229,11 @@ impl Ns {
         matches!(self.dev(i).kind, Kind::Bridge(_))
     }
 
+    /// Whether the device has an in_device (IPv4 enabled): MTU at least 68.
+    pub fn has_inet4(&self, i: u32) -> bool {
+        self.dev(i).mtu >= IPV4_MIN_MTU
+    }
+
     pub fn loopback(&self) -> IfName {
         self.devs
             .values()
@@ -251,6 +274,7 @@ impl Ns {
         let v6 = (mtu >= IPV6_MIN_MTU).then(|| Inet6 {
             conf: self.conf_default,
             ready: false,
+            await_up: false,
             addrs: Vec::new(),
         });
         self.devs.insert(

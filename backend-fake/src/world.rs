@@ -134,6 +134,14 @@ impl SimKernel {
         })
     }
 
+    /// How a race of real kernels ends (default: false). A tap without reader, or a
+    /// veth whose peer is down, brought up as a port of an up, STP-off bridge: with
+    /// `flash`, the bridge forwards for a moment and, if it was not IPv6-ready, becomes
+    /// ready for good (link-local, fe80::/64). See `bridge::carrierless_port_up`.
+    pub fn set_port_up_flash(&self, flash: bool) {
+        self.lock().ns.port_up_flash = flash;
+    }
+
     /// net.ipv4.conf.all.promote_secondaries (0 in a fresh namespace; many systemd
     /// distributions ship 1).
     pub fn set_promote_secondaries(&self, on: bool) {

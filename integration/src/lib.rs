@@ -9,6 +9,7 @@
 
 pub mod cmd;
 pub mod compare;
+pub mod conformance;
 pub mod dnsmasq;
 pub mod guard;
 pub mod guest;
