@@ -15,6 +15,7 @@ mod live;
 #[path = "conformance/values.rs"]
 mod values;
 
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,9 @@ fn generated_sequences_agree() {
             panic!("{}", failures.join("\n\n"));
         }
     });
-    eprintln!(
+    // Straight to the stderr handle (not captured by libtest), so CI's log shows the count.
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "conformance: {} sequences, {} steps compared (simulated vs real kernel; {} refused \
          by both) in {:.1?}",
         sequences.into_inner(),
