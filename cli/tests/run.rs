@@ -8,14 +8,17 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{assert_restored, settled, EnvQemu, TempDir};
+use env_qemu_core::model::NetState;
 use env_qemu_integration::require_netns;
 use env_qemu_integration::topology::{HostConfig, Topology, TopologySpec};
 
-fn lab() -> Topology {
-    Topology::build(&TopologySpec {
-        host: HostConfig::dhcp_like(),
-        far: false,
-    })
+/// A host and its LAN, the host's settled state, and env-qemu confined to them.
+fn lab(host: HostConfig) -> (Topology, NetState, TempDir, EnvQemu) {
+    let topo = Topology::build(&TopologySpec { host, far: false });
+    let before = settled(&topo.host);
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&topo.host, &dir);
+    (topo, before, dir, eq)
 }
 
 fn bridge_exists(topo: &Topology) -> bool {
@@ -25,10 +28,7 @@ fn bridge_exists(topo: &Topology) -> bool {
 #[test]
 fn run_passes_the_exit_status_through_and_stops_after() {
     require_netns!();
-    let topo = lab();
-    let before = settled(&topo.host);
-    let dir = TempDir::new();
-    let eq = EnvQemu::new(&topo.host, &dir);
+    let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
     // The stand-in for QEMU sees the bridge, then fails with its own status.
     let probe = format!(
         "ip -n {} link show lepont >/dev/null && exit 7",
@@ -44,10 +44,7 @@ fn run_passes_the_exit_status_through_and_stops_after() {
 #[test]
 fn a_bridge_started_by_hand_outlives_run() {
     require_netns!();
-    let topo = lab();
-    let before = settled(&topo.host);
-    let dir = TempDir::new();
-    let eq = EnvQemu::new(&topo.host, &dir);
+    let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
     eq.ok(&["start", "--shm-size", "off"]);
     let out = eq.run(&["run", "--", "true"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
@@ -62,10 +59,7 @@ fn a_bridge_started_by_hand_outlives_run() {
 #[test]
 fn the_last_run_out_stops_the_bridge() {
     require_netns!();
-    let topo = lab();
-    let before = settled(&topo.host);
-    let dir = TempDir::new();
-    let eq = EnvQemu::new(&topo.host, &dir);
+    let (topo, before, dir, eq) = lab(HostConfig::dhcp_like());
     let gate = dir.path().join("release-first");
     // First run: holds the bridge until the test opens the gate (bounded: 20 s).
     let wait = format!(
@@ -105,10 +99,7 @@ fn the_last_run_out_stops_the_bridge() {
 #[test]
 fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
     require_netns!();
-    let topo = lab();
-    let before = settled(&topo.host);
-    let dir = TempDir::new();
-    let eq = EnvQemu::new(&topo.host, &dir);
+    let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
     let mut run = eq
         .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
         .stderr(Stdio::null())
@@ -133,16 +124,8 @@ fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
 #[test]
 fn sigterm_during_start_is_held_for_the_command() {
     require_netns!();
-    let mut host = HostConfig::dhcp_like();
     // Enough routes that start's plan is still running when the signal lands.
-    host.routes.extend((0..400).map(|i| {
-        let net = if i < 200 { "198.51.100" } else { "203.0.113" };
-        format!("{net}.{}/32 via 192.0.2.1 table 100", i % 200)
-    }));
-    let topo = Topology::build(&TopologySpec { host, far: false });
-    let before = settled(&topo.host);
-    let dir = TempDir::new();
-    let eq = EnvQemu::new(&topo.host, &dir);
+    let (topo, before, _dir, eq) = lab(HostConfig::with_many_routes());
     let mut run = eq
         .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
         .stderr(Stdio::null())

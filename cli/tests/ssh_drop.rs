@@ -13,12 +13,8 @@ use env_qemu_integration::topology::{HostConfig, Topology, TopologySpec};
 #[test]
 fn a_dropped_connection_does_not_cut_a_plan_in_half() {
     require_netns!();
-    let mut host = HostConfig::dhcp_like();
     // Enough routes to move that the plan is still running when the "connection" drops.
-    host.routes.extend((0..400).map(|i| {
-        let net = if i < 200 { "198.51.100" } else { "203.0.113" };
-        format!("{net}.{}/32 via 192.0.2.1 table 100", i % 200)
-    }));
+    let host = HostConfig::with_many_routes();
     let topo = Topology::build(&TopologySpec { host, far: false });
     // "Before" is a settled host: the link-local just made is still in DAD for ~1 s.
     let before = settled_state(&topo.host);

@@ -119,6 +119,17 @@ impl Drop for TestNs {
     }
 }
 
+/// True for `PREFIX<pid>-…` names whose process is gone (not this one): leftovers of a
+/// test process that was killed before its Drop ran.
+pub(crate) fn owner_is_dead(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| {
+            pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists()
+        })
+}
+
 /// Deletes `eqt-<pid>-*` namespaces left by test processes that died without dropping
 /// them (killed, aborted). Runs once before the first [`TestNs`] of a process.
 pub fn remove_stale() {
@@ -127,14 +138,7 @@ pub fn remove_stale() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+        if owner_is_dead(&name, PREFIX) {
             let _ = run("ip", &["netns", "del", &name]);
         }
     }

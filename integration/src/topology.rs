@@ -49,6 +49,18 @@ impl HostConfig {
         }
     }
 
+    /// [`HostConfig::dhcp_like`] plus 400 routes in table 100 through the router: enough
+    /// that start's plan is still running a few milliseconds after it begins (for tests
+    /// that interrupt it).
+    pub fn with_many_routes() -> HostConfig {
+        let mut host = HostConfig::dhcp_like();
+        host.routes.extend((0..400).map(|i| {
+            let net = if i < 200 { "198.51.100" } else { "203.0.113" };
+            format!("{net}.{}/32 via {LAN_ROUTER_V4} table 100", i % 200)
+        }));
+        host
+    }
+
     /// What a DHCP/SLAAC-configured laptop looks like: one address per family and
     /// default routes through the router, IPv4 one with proto dhcp, metric 100, src.
     pub fn dhcp_like() -> HostConfig {
