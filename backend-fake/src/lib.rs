@@ -18,6 +18,7 @@ mod faults;
 mod fib4;
 mod ipv6;
 mod links;
+mod neigh;
 mod nexthop;
 mod ops;
 mod routes;

@@ -257,11 +257,13 @@ pub(crate) fn set_mtu(ns: &mut Ns, i: u32, mtu: u32) {
 
 fn set_mac(ns: &mut Ns, i: u32, mac: MacAddr) -> Res {
     // dev_set_mac_address skips the driver for an unchanged MAC but still marks it
-    // user-set (addr_assign_type 3), which fixes a bridge's MAC without a recalculation.
+    // user-set (addr_assign_type 3), which fixes a bridge's MAC without a recalculation,
+    // and still sends NETDEV_CHANGEADDR, which flushes the device's neighbour entries.
     if ns.dev(i).mac == mac {
         if let Some(b) = ns.bridge_mut(i) {
             b.mac_fixed = true;
         }
+        crate::neigh::flush(ns, i);
         return Ok(());
     }
     if !valid_ether(&mac) {

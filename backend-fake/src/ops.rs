@@ -4,7 +4,7 @@ use env_qemu_core::{KernelError, Op};
 
 use crate::error::Res;
 use crate::state::Ns;
-use crate::{addresses, bridge, links, routes, sysctls, tmpfs};
+use crate::{addresses, bridge, links, neigh, routes, sysctls, tmpfs};
 
 impl Ns {
     /// Applies `op` to a copy and keeps the copy only on success, so a refusal changes
@@ -13,6 +13,7 @@ impl Ns {
         let mut work = self.clone();
         let r = work.dispatch(op);
         bridge::settle(&mut work);
+        neigh::reconcile(self, &mut work);
         match r {
             Ok(()) => {
                 *self = work;
@@ -38,6 +39,13 @@ impl Ns {
             Op::RouteReplace { route } => routes::add(self, route, true),
             Op::RouteAppend { route } => routes::append(self, route),
             Op::RouteDel { route } => routes::del(self, route),
+            Op::NeighReplace {
+                dev,
+                ip,
+                lladdr,
+                state,
+                router,
+            } => neigh::replace(self, dev, *ip, *lladdr, *state, *router),
             Op::TmpfsResize { path, size_bytes } => tmpfs::resize(self, path, *size_bytes),
             Op::SysctlSet { key, value } => sysctls::set(self, key, value),
         }

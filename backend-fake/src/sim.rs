@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use env_qemu_core::kernel::errno_name;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, Op};
 
 use crate::faults::Faults;
 use crate::state::Ns;
-use crate::{dump, sysctls, tmpfs};
+use crate::{dump, neigh, sysctls, tmpfs};
 
 /// A simulated Linux network namespace (plus its tmpfs mounts), modelling the side
 /// effects the real kernel has. `Clone` gives another handle on the same kernel, as a
@@ -120,6 +120,11 @@ impl SimKernel {
         sysctls::read(&self.lock().ns, key).map_err(|f| f.into_error(key.to_string()))
     }
 
+    /// `neighbours` without faults.
+    pub fn neighbours_now(&self) -> Vec<Neighbour> {
+        neigh::dump(&self.lock().ns)
+    }
+
     /// `read_tmpfs` without faults.
     pub fn tmpfs_now(&self, path: &Path) -> Result<Tmpfs, KernelError> {
         tmpfs::read(&self.lock().ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
@@ -159,5 +164,11 @@ impl Kernel for SimKernel {
         let w = self.lock();
         w.faults.refuse_if_crashed(tmpfs_object(path))?;
         tmpfs::read(&w.ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
+    }
+
+    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed("neighbour tables")?;
+        Ok(neigh::dump(&w.ns))
     }
 }

@@ -49,6 +49,8 @@ pub(crate) struct Ns {
     pub v6_tables: BTreeSet<u32>,
     /// How the race in `bridge::carrierless_port_up` ends: the bridge flashes ready.
     pub port_up_flash: bool,
+    /// ARP and NDP entries of every device.
+    pub neigh: Vec<crate::neigh::Entry>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +182,7 @@ impl Ns {
             mac_seed: 0x656e_762d_7165_6d75,
             v6_tables: BTreeSet::from([TABLE_MAIN, TABLE_LOCAL]),
             port_up_flash: false,
+            neigh: Vec::new(),
         };
         let lo = IfName::new("lo").expect("valid name");
         let i = ns.insert_dev(lo, Kind::Loopback, MacAddr::ZERO, 65536);

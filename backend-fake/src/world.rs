@@ -10,7 +10,7 @@ use crate::error::{Fail, Res};
 use crate::links::{check_mtu, mtu_range, unregister};
 use crate::sim::{tmpfs_object, SimKernel};
 use crate::state::{valid_ether, Kind, Mount, Ns, PortState};
-use crate::{bridge, ipv6};
+use crate::{bridge, ipv6, neigh};
 
 fn object(name: &IfName) -> String {
     format!("interface {name}")
@@ -20,8 +20,10 @@ impl SimKernel {
     /// Runs a world-building change on the namespace and settles carriers after it.
     fn build<T>(&self, object: &str, f: impl FnOnce(&mut Ns) -> Res<T>) -> Result<T, KernelError> {
         let mut w = self.lock();
+        let before = w.ns.clone();
         let r = f(&mut w.ns);
         bridge::settle(&mut w.ns);
+        neigh::reconcile(&before, &mut w.ns);
         r.map_err(|e| e.into_error(object))
     }
 
@@ -72,6 +74,22 @@ impl SimKernel {
                     "only NICs have a cable: veth carrier follows the peer, taps their reader",
                 )),
             }
+        })
+    }
+
+    /// The device heard from a neighbour on its link (an ARP reply, a neighbour
+    /// advertisement, `router` for an IPv6 router): the kernel now holds a reachable entry.
+    /// Refused on a device without carrier, and on a bridge port, whose frames go to its
+    /// bridge.
+    pub fn learn_neighbour(
+        &self,
+        dev: &IfName,
+        ip: std::net::IpAddr,
+        lladdr: MacAddr,
+        router: bool,
+    ) -> Result<(), KernelError> {
+        self.build(&format!("neighbour {ip} on {dev}"), |ns| {
+            neigh::learn(ns, dev, ip, lladdr, router)
         })
     }
 

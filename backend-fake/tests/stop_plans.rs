@@ -2,7 +2,8 @@
 
 mod common;
 
-use common::script::{Cmd, Target};
+use common::script::{name, Cmd, Target};
+use common::traffic;
 use common::world::{build, NicSpec, WorldSpec};
 use common::{run, runtime};
 use env_qemu_core::commands::{self, Env};
@@ -40,6 +41,7 @@ fn stop_plan(rich: bool) -> String {
             shm_mb: 64,
             promote_secondaries: false,
         });
+        let initial = sim.net();
         let store = MemoryStore::new();
         let mut noop = |_: env_qemu_core::exec::Event<'_>| {};
         let start = Cmd::Start {
@@ -54,6 +56,8 @@ fn stop_plan(rich: bool) -> String {
             run(&sim, &store, Cmd::Add(Target::Tap(0)), &mut noop).await,
             Some(Ok(()))
         ));
+        // The LAN's routers answered the bridge meanwhile: stop copies them to the NIC.
+        traffic::learn_gateways(&sim, &initial, &name(Target::Nic(0)), &name(Target::Bridge));
         let env = Env {
             kernel: &sim,
             store: &store,

@@ -5,12 +5,12 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use async_trait::async_trait;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, LinkSpec, Op};
 
 use crate::errors::Failure;
 use crate::netns::{NsWorker, Target};
-use crate::{addresses, dump, links, routes, sysctl, tap, tmpfs};
+use crate::{addresses, dump, links, neighbours, routes, sysctl, tap, tmpfs};
 
 /// The real kernel, seen from one network namespace.
 ///
@@ -81,6 +81,13 @@ impl NetlinkKernel {
             Op::RouteReplace { route } => routes::replace(h, route).await,
             Op::RouteAppend { route } => routes::append(h, route).await,
             Op::RouteDel { route } => routes::delete(h, route).await,
+            Op::NeighReplace {
+                dev,
+                ip,
+                lladdr,
+                state,
+                router,
+            } => neighbours::replace(h, dev, *ip, *lladdr, *state, *router).await,
             Op::TmpfsResize { path, size_bytes } => {
                 let (path, size) = (path.clone(), *size_bytes);
                 self.worker.run(move |_| tmpfs::resize(&path, size)).await?
@@ -129,5 +136,11 @@ impl Kernel for NetlinkKernel {
         let read = self.worker.run(move |_| tmpfs::read(&p)).await;
         read.and_then(|r| r)
             .map_err(|f| f.into_kernel_error(format!("tmpfs {}", path.display())))
+    }
+
+    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
+        neighbours::show(self.worker.netlink())
+            .await
+            .map_err(|f| f.into_kernel_error(format!("the neighbour tables of {}", self.namespace)))
     }
 }

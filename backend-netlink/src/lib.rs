@@ -7,6 +7,7 @@ mod dump;
 mod errors;
 mod kernel;
 mod links;
+mod neighbours;
 mod netns;
 mod request;
 mod routes;

@@ -38,7 +38,20 @@ pub async fn observe(
         net,
         sysctls,
         tmpfs,
+        neighbours: Vec::new(),
     })
+}
+
+/// Adds the neighbour entries of `dev` to `snap`.
+pub async fn observe_neighbours(
+    kernel: &dyn Kernel,
+    snap: &mut Snapshot,
+    dev: &IfName,
+) -> Result<(), KernelError> {
+    let all = kernel.neighbours().await?;
+    snap.neighbours
+        .extend(all.into_iter().filter(|n| &n.dev == dev));
+    Ok(())
 }
 
 /// What `stop` needs of a pre-start snapshot: the uplink, its addresses and its routes.
@@ -49,5 +62,6 @@ pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
     out.net.addresses.retain(|a| &a.dev == uplink);
     out.net.routes.retain(|r| r.via(uplink));
     out.sysctls.retain(|v| &v.key.dev == uplink);
+    out.neighbours.clear();
     out
 }

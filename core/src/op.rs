@@ -2,11 +2,12 @@
 //! fault injection and `--dry-run`.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{format_size, Address, Family, IfName, MacAddr, Route, SysctlKey};
+use crate::model::{format_size, Address, Family, IfName, MacAddr, NudState, Route, SysctlKey};
 
 /// A link to create.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -84,13 +85,23 @@ pub enum Op {
         route: Route,
     },
     /// `ip route append`: adds the route behind those with the same key (EEXIST only for an
-    /// identical one). `stop` uses it to put the NIC's routes in place while the bridge's
-    /// still serve, so deleting the bridge hands over without a gap.
+    /// identical one). No plan uses it any more: a route appended behind the bridge's only
+    /// takes over when the bridge's is flushed, and the kernel flushes it after releasing
+    /// the NIC, not with it (see `plan::stop`).
     RouteAppend {
         route: Route,
     },
     RouteDel {
         route: Route,
+    },
+    /// `ip neigh replace IP lladdr MAC dev DEV nud STATE [router]`: creates the entry or
+    /// overwrites it (a permanent one too), and sets or clears the router flag.
+    NeighReplace {
+        dev: IfName,
+        ip: IpAddr,
+        lladdr: MacAddr,
+        state: NudState,
+        router: bool,
     },
     /// `mount -o remount,size=SIZE PATH` (never umount: other programs have files there).
     TmpfsResize {
@@ -115,6 +126,7 @@ impl Op {
             | Op::RouteReplace { route }
             | Op::RouteAppend { route }
             | Op::RouteDel { route } => route.to_string(),
+            Op::NeighReplace { dev, ip, .. } => format!("neighbour {ip} on {dev}"),
             Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
             Op::SysctlSet { key, .. } => key.to_string(),
         }
@@ -210,6 +222,23 @@ impl fmt::Display for Op {
                 write!(f, "ip {}route append {}", fam(route), route.ip_args())
             }
             Op::RouteDel { route } => write!(f, "ip {}route del {}", fam(route), route.ip_args()),
+            Op::NeighReplace {
+                dev,
+                ip,
+                lladdr,
+                state,
+                router,
+            } => {
+                write!(
+                    f,
+                    "ip neigh replace {ip} lladdr {lladdr} dev {dev} nud {}",
+                    state.ip_word()
+                )?;
+                if *router {
+                    f.write_str(" router")?;
+                }
+                Ok(())
+            }
             Op::TmpfsResize { path, size_bytes } => write!(
                 f,
                 "mount -o remount,size={} {}",

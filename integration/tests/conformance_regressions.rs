@@ -356,3 +356,82 @@ fn admin_down_keeps_scope_host_routes() {
         link_del("br0"),
     ]);
 }
+
+fn neigh_stale(dev: &str, ip: &str) -> Op {
+    neigh(
+        dev,
+        ip.parse().expect("IP"),
+        "02:00:00:00:01:00",
+        false,
+        false,
+    )
+}
+
+fn neigh_permanent(dev: &str, ip: &str) -> Op {
+    neigh(
+        dev,
+        ip.parse().expect("IP"),
+        "02:00:00:00:01:01",
+        true,
+        false,
+    )
+}
+
+/// NETDEV_CHANGEADDR is sent even when `ip link set address` gives the MAC the device
+/// already has, and it flushes the device's neighbour entries, permanent ones too.
+#[test]
+fn setting_the_same_mac_flushes_neighbours() {
+    require_tun!();
+    let mut ops = pair_up("v0", "v1");
+    ops.extend([
+        neigh_permanent("v0", "2001:db8::fe"),
+        neigh_stale("v0", "192.0.2.254"),
+        set_mac("v0", "02:00:00:00:00:10"),
+    ]);
+    agree(ops);
+}
+
+/// Deleting the last IPv4 address flushes the ARP entries, permanent ones too; IPv6
+/// entries stay. Carrier loss flushes all but permanent entries; admin down flushes all.
+#[test]
+fn neighbour_flushes_on_address_carrier_and_admin_down() {
+    require_tun!();
+    let mut ops = pair_up("v0", "v1");
+    ops.extend([
+        addr_add(addr("v0", "192.0.2.10/24")),
+        neigh_permanent("v0", "192.0.2.254"),
+        neigh_stale("v0", "192.0.2.7"),
+        neigh_stale("v0", "2001:db8::fe"),
+        addr_del("v0", "192.0.2.10/24"),
+        neigh_permanent("v0", "192.0.2.254"),
+        neigh_stale("v0", "192.0.2.7"),
+        down("v1"),
+        neigh_stale("v0", "192.0.2.7"),
+        down("v0"),
+        neigh_stale("v0", "192.0.2.7"),
+        up("v0"),
+    ]);
+    agree(ops);
+}
+
+/// Neighbours survive enslaving and releasing; a bridge losing its last port loses its
+/// carrier and with it its learnt entries; below MTU 1280 a device has no NDP table.
+#[test]
+fn neighbours_through_bridge_ports_and_small_mtus() {
+    require_tun!();
+    let mut ops = pair_up("v0", "v1");
+    ops.extend([
+        bridge("br0", Some("02:00:00:00:00:30"), None, false, 0),
+        up("br0"),
+        neigh_stale("v0", "192.0.2.7"),
+        master("v0", "br0"),
+        neigh_stale("br0", "192.0.2.254"),
+        neigh_permanent("br0", "198.51.100.1"),
+        nomaster("v0"),
+        mtu("v0", 1279),
+        neigh_stale("v0", "2001:db8::fe"),
+        mtu("v0", 1500),
+        neigh_stale("v0", "2001:db8::fe"),
+    ]);
+    agree(ops);
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod script;
+pub mod traffic;
 pub mod world;
 
 use env_qemu_backend_fake::SimKernel;

@@ -3,7 +3,7 @@
 
 use super::journal::execute_journalled;
 use super::{load_started, CommandError, Env};
-use crate::observe::observe;
+use crate::observe::{observe, observe_neighbours};
 use crate::plan::{plan_stop, Plan};
 use crate::state::{Phase, State};
 
@@ -12,7 +12,10 @@ pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandEr
     let state = load_started(env)?;
     let req = &state.request;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
-    let live = observe(env.kernel, &[&req.uplink], shm).await?;
+    let mut live = observe(env.kernel, &[&req.uplink], shm).await?;
+    if live.net.link(&req.bridge).is_some() {
+        observe_neighbours(env.kernel, &mut live, &req.bridge).await?;
+    }
     let plan = plan_stop(&state.pre, req, &state.taps, &live, force)?;
     Ok((plan, state))
 }

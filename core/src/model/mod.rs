@@ -4,6 +4,7 @@ mod address;
 mod link;
 mod mac;
 mod name;
+mod neigh;
 mod prefix;
 mod route;
 mod snapshot;
@@ -14,6 +15,7 @@ pub use address::{AddrFlag, AddrScope, Address};
 pub use link::{BridgeInfo, Link, LinkKind, TapInfo};
 pub use mac::{MacAddr, MacParseError};
 pub use name::{IfName, NameError};
+pub use neigh::{Neighbour, NudState};
 pub use prefix::{Family, Prefix, PrefixParseError};
 pub use route::{
     Route, RouteKey, RouteProtocol, RouteScope, RouteType, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Address, IfName, Link, Route, SysctlKey, SysctlValue, Tmpfs};
+use super::{Address, IfName, Link, Neighbour, Route, SysctlKey, SysctlValue, Tmpfs};
 
 /// Links, addresses and routes of one network namespace. The local routing table is left
 /// out: the kernel derives it from the addresses.
@@ -55,12 +55,15 @@ impl NetState {
 }
 
 /// Everything `stop` must bring back: the network plus the sysctls and the tmpfs the plan
-/// touches.
+/// touches; and, read only where a plan uses them, some devices' neighbour entries (a
+/// cache, never restored, so never saved).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
     pub net: NetState,
     pub sysctls: Vec<SysctlValue>,
     pub tmpfs: Option<Tmpfs>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbours: Vec<Neighbour>,
 }
 
 impl Snapshot {
@@ -75,6 +78,14 @@ impl Snapshot {
         let mut s = self.clone();
         s.net = s.net.normalized();
         s.sysctls.sort();
+        s.neighbours.sort();
         s
+    }
+
+    pub fn neighbours_of<'a>(
+        &'a self,
+        dev: &'a IfName,
+    ) -> impl Iterator<Item = &'a Neighbour> + 'a {
+        self.neighbours.iter().filter(move |n| &n.dev == dev)
     }
 }

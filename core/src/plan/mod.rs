@@ -26,7 +26,7 @@ pub use tap::{plan_add, plan_del};
 
 /// One operation and the operations that undo it, run in order. `undo` is empty only where
 /// a later undo subsumes it (settings of the bridge env-qemu created, which its deletion
-/// removes). Most undos are one operation; some kernel side effects need two (re-adding a
+/// removes) or where the operation only fills a cache (neighbour entries). Most undos are one operation; some kernel side effects need two (re-adding a
 /// dynamic IPv6 address and deleting it again leaves its prefix route behind).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {

@@ -3,18 +3,29 @@
 //! A diff, not a replay: it works after a complete start, a partial or crashed one, after
 //! someone deleted a route by hand, and a second run finds nothing to do.
 //!
-//! The order is the one measured to lose nothing: addresses back on the NIC, the NIC's
-//! routes *appended* behind the bridge's (which keep serving), then the bridge deleted last.
-//! Deleting the bridge releases the NIC, drops the bridge's addresses and routes, and so
-//! hands every destination to the NIC's routes in one kernel operation. Moving routes onto
-//! the NIC while it is still a port instead stalls IPv4 for a second: the NIC's ARP cache
-//! was emptied at start, and ARP replies to a port go to the bridge, not to the port.
+//! The order mirrors start's: the addresses back on the NIC, the bridge's neighbour
+//! entries copied to the NIC, every route `replace`d back onto the NIC, the bridge's copies
+//! of the addresses deleted (not its link-local), and the bridge deleted last, which releases the NIC.
+//!
+//! Why each step is where it is (measured, 1,000–5,000 datagrams/s from the LAN and from
+//! a routed host):
+//! - Routes move while the NIC is still a port, because releasing a port is not atomic
+//!   with anything: the kernel releases the port first and flushes the bridge's routes
+//!   only when it closes the bridge, so a reply routed through the bridge in between goes
+//!   to a bridge without ports and is lost. (Appending the NIC's routes behind the bridge's
+//!   and letting the deletion hand over lost a datagram at that instant in every run.)
+//! - A port cannot fill its own neighbour cache: ARP and NDP replies to it are consumed by
+//!   the bridge, and start emptied the NIC's ARP cache. Without the copied entries the
+//!   moved routes would stall for a second of ARP retries.
+//! - The bridge keeps no address of the NIC's: its prefix routes would still win for the
+//!   LAN at the instant of release.
 
 use super::start::set_sysctl;
 use super::tap::{detach_steps, restore_steps};
 use super::{link_set, primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
 use crate::model::{
-    AddrFlag, Address, Family, IfName, Knob, Link, Route, RouteProtocol, Snapshot, SysctlKey,
+    AddrFlag, AddrScope, Address, Family, IfName, Knob, Link, NudState, Route, RouteProtocol,
+    Snapshot, SysctlKey,
 };
 use crate::op::{LinkChange, Op};
 
@@ -156,6 +167,9 @@ fn restore_nic(
         }
     }
 
+    if deleting_bridge {
+        copy_neighbours(live, nic, br, plan);
+    }
     for r in pre
         .net
         .routes_via(nic)
@@ -166,10 +180,6 @@ fn restore_nic(
         }
         let holder = live.net.routes.iter().find(|l| l.key() == r.key());
         match holder {
-            Some(l) if l.via(br) && deleting_bridge => plan.push(Step::new(
-                Op::RouteAppend { route: r.clone() },
-                Op::RouteDel { route: r.clone() },
-            )),
             Some(l) if l.via(br) => plan.push(Step::new(
                 Op::RouteReplace { route: r.clone() },
                 Op::RouteReplace { route: l.clone() },
@@ -182,6 +192,9 @@ fn restore_nic(
                 .notes
                 .push(format!("{r} not restored: its slot is now taken by {l}")),
         }
+    }
+    if deleting_bridge {
+        unaddress_bridge(pre, live, nic, br, plan);
     }
 
     // Deleting the bridge releases the NIC; only a NIC left on a bridge that stays needs an
@@ -248,4 +261,86 @@ fn kernel_prefix_route(a: &Address) -> Route {
     Route::new(a.prefix(), None, Some(a.dev.clone()))
         .proto(RouteProtocol::Kernel)
         .metric(256)
+}
+
+/// The bridge's learnt neighbours, as `stale` entries on the NIC: usable at once, and
+/// confirmed by the kernel (a unicast probe) the first time they are used after the NIC
+/// is released. A cache is not restored on rollback: a stale entry is harmless.
+fn copy_neighbours(live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
+    for n in live.neighbours_of(br).filter(|n| n.state.is_learnt()) {
+        if let Some(lladdr) = n.lladdr {
+            plan.push(Step::with_undo(
+                Op::NeighReplace {
+                    dev: nic.clone(),
+                    ip: n.ip,
+                    lladdr,
+                    state: NudState::Stale,
+                    router: n.router,
+                },
+                vec![],
+            ));
+        }
+    }
+}
+
+/// Deletes from the bridge the addresses the NIC has again, secondaries first (deleting a
+/// primary would take them along, or promote one). The last IPv4 one takes every IPv4
+/// route left on the bridge with it, so its undo puts back the ones that are not the
+/// kernel's. A dynamic IPv6 address leaves its prefix route behind: deleted too.
+fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
+    // The bridge's link-local stays: it routes nothing off-link, and re-adding it in a
+    // rollback would put it through DAD again.
+    let moved: Vec<&Address> = primaries_first(live.net.addresses_of(br))
+        .into_iter()
+        .filter(|a| a.scope != AddrScope::Link)
+        .filter(|a| pre.net.addresses_of(nic).any(|p| same_addr(p, a)))
+        .collect();
+    let mut v4_left = live
+        .net
+        .addresses_of(br)
+        .filter(|a| a.family() == Family::Inet)
+        .count();
+    // What is still on the bridge when its last IPv4 address goes: routes added while
+    // bridged (the NIC's were replaced back above).
+    let stays: Vec<Route> = live
+        .net
+        .routes_via(br)
+        .filter(|r| r.family() == Family::Inet && r.protocol != RouteProtocol::Kernel)
+        .filter(|r| !pre.net.routes_via(nic).any(|p| p.key() == r.key()))
+        .cloned()
+        .collect();
+    for a in moved.iter().rev() {
+        let mut undo = vec![Op::AddrAdd {
+            address: (*a).clone(),
+        }];
+        if a.family() == Family::Inet {
+            v4_left -= 1;
+            if v4_left == 0 {
+                undo.extend(stays.iter().map(|r| Op::RouteAdd { route: r.clone() }));
+            }
+        }
+        plan.push(Step::with_undo(
+            Op::AddrDel {
+                address: (*a).clone(),
+            },
+            undo,
+        ));
+    }
+    let mut leftovers: Vec<Route> = Vec::new();
+    for a in moved
+        .iter()
+        .filter(|a| a.family() == Family::Inet6 && a.valid_lft.is_some())
+    {
+        let r = kernel_prefix_route(a);
+        let kept = live.net.addresses_of(br).any(|o| {
+            o.family() == Family::Inet6 && o.prefix() == a.prefix() && !moved.contains(&o)
+        });
+        let made_by_it = !a.has(AddrFlag::Noprefixroute) && live.net.routes.contains(&r);
+        if made_by_it && !kept && !leftovers.contains(&r) {
+            leftovers.push(r);
+        }
+    }
+    for r in leftovers {
+        plan.push(Step::owned(Op::RouteDel { route: r }));
+    }
 }

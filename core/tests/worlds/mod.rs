@@ -98,6 +98,7 @@ pub fn seed() -> Snapshot {
         },
         sysctls: sysctls("eth0"),
         tmpfs: Some(shm("64M")),
+        neighbours: vec![],
     }
 }
 
@@ -148,5 +149,6 @@ pub fn rich() -> Snapshot {
         },
         sysctls: [sysctls("eth0"), sysctls("eth1")].concat(),
         tmpfs: Some(shm("1G")),
+        neighbours: vec![],
     }
 }

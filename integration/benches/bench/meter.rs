@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::state::State;
 use env_qemu_core::store::{StateStore, StoreError};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
@@ -39,6 +39,7 @@ pub fn requests(op: &Op) -> u32 {
         | Op::RouteReplace { route }
         | Op::RouteAppend { route }
         | Op::RouteDel { route } => 1 + u32::from(route.dev.is_some()),
+        Op::NeighReplace { .. } => 2,
         Op::TmpfsResize { .. } | Op::SysctlSet { .. } => 0,
     }
 }
@@ -85,6 +86,7 @@ pub fn kind(op: &Op) -> &'static str {
         Op::RouteReplace { .. } => "route replace",
         Op::RouteAppend { .. } => "route append",
         Op::RouteDel { .. } => "route del",
+        Op::NeighReplace { .. } => "neigh replace",
         Op::TmpfsResize { .. } => "tmpfs resize",
         Op::SysctlSet { .. } => "sysctl write",
     }
@@ -281,6 +283,17 @@ impl Kernel for MeteredKernel<'_> {
         self.add(|b| {
             b.reads += 1;
             b.read_time += d;
+        });
+        r
+    }
+
+    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
+        let t = Instant::now();
+        let r = self.inner.neighbours().await;
+        let d = t.elapsed();
+        self.add(|b| {
+            b.dumps += 1;
+            b.dump_time += d;
         });
         r
     }

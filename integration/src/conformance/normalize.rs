@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use env_qemu_core::model::{IfName, MacAddr, NetState};
+use env_qemu_core::model::{IfName, MacAddr, Neighbour, NetState, NudState};
 
 /// The kernel-chosen MACs one side has shown so far, per device name. Kept for the
 /// whole case: a link-local outlives the random MAC it was made from (a bridge takes
@@ -121,6 +121,14 @@ pub fn lifetime_report(sim: &NetState, real: &NetState) -> String {
         }
     }
     out
+}
+
+/// The entries both kernels must agree on: the kernel's own `noarp` entries (multicast
+/// destinations it sent to, lo) are not modelled.
+pub fn neighbours(mut all: Vec<Neighbour>) -> Vec<Neighbour> {
+    all.retain(|n| !matches!(n.state, NudState::Noarp | NudState::None));
+    all.sort();
+    all
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use env_qemu_core::model::{
-    AddrFlag, Address, IfName, MacAddr, Prefix, Route, RouteProtocol, RouteScope, RouteType,
+    AddrFlag, Address, IfName, MacAddr, NudState, Prefix, Route, RouteProtocol, RouteScope,
+    RouteType,
 };
 use env_qemu_core::{LinkChange, LinkSpec, Op};
 
@@ -205,4 +206,19 @@ pub fn route_append(r: Route) -> Op {
 
 pub fn route_del(r: Route) -> Op {
     Op::RouteDel { route: r }
+}
+
+/// `ip neigh replace IP lladdr MAC dev DEV nud stale|permanent [router]`.
+pub fn neigh(dev: &str, ip: IpAddr, lladdr: &str, permanent: bool, router: bool) -> Op {
+    Op::NeighReplace {
+        dev: n(dev),
+        ip,
+        lladdr: mac(lladdr),
+        state: if permanent {
+            NudState::Permanent
+        } else {
+            NudState::Stale
+        },
+        router,
+    }
 }

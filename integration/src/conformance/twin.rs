@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_backend_netlink::NetlinkKernel;
-use env_qemu_core::model::{Knob, LinkKind, MacAddr, NetState, SysctlKey};
+use env_qemu_core::model::{Knob, LinkKind, MacAddr, Neighbour, NetState, SysctlKey};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
 
 use super::linkwatch::Linkwatch;
-use super::normalize::{agree, lifetime_report, KernelChosen};
+use super::normalize::{self, agree, lifetime_report, KernelChosen};
 use super::ops;
 use crate::compare::{difference, same_state};
 use crate::TestNs;
@@ -288,11 +288,14 @@ impl Twin {
             let raw = self.dump_real()?;
             self.real_chosen.learn(&raw, &self.explicit);
             let real = self.real_chosen.apply(&raw);
-            if agree(&sim, &real, self.started.elapsed()) {
+            let (sim_neigh, real_neigh) = self.neighbours(&self.sim)?;
+            if agree(&sim, &real, self.started.elapsed()) && sim_neigh == real_neigh {
                 return Ok(());
             }
             let elapsed = self.started.elapsed();
-            if let Some((a, _)) = alt.take_if(|(_, state)| agree(state, &real, elapsed)) {
+            if let Some((a, _)) = alt.take_if(|(a, state)| {
+                agree(state, &real, elapsed) && self.neighbours(a).is_ok_and(|(s, r)| s == r)
+            }) {
                 self.sim = a;
                 self.log
                     .push("(the real kernel's race went the other way: the bridge flashed)".into());
@@ -300,14 +303,30 @@ impl Twin {
             }
             if Instant::now() > deadline {
                 let what = format!(
-                    "the states differ (left: simulated, right: real)\n{}{}",
+                    "the states differ (left: simulated, right: real)\n{}{}{}",
                     difference(&sim, &real),
-                    lifetime_report(&sim, &real)
+                    lifetime_report(&sim, &real),
+                    neighbour_report(&sim_neigh, &real_neigh)
                 );
                 return Err(self.fail(&what));
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// Both kernels' neighbour entries, normalised: `sim`'s and the real namespace's.
+    fn neighbours(
+        &self,
+        sim: &SimKernel,
+    ) -> Result<(Vec<Neighbour>, Vec<Neighbour>), Disagreement> {
+        let real = self
+            .rt
+            .block_on(self.real.neighbours())
+            .map_err(|e| self.fail(&format!("the real neighbour dump failed: {e}")))?;
+        Ok((
+            normalize::neighbours(sim.neighbours_now()),
+            normalize::neighbours(real),
+        ))
     }
 
     /// The netlink backend's dump equals what `ip -j` reads: the backend itself is
@@ -336,6 +355,30 @@ impl Twin {
         }
         Disagreement(s)
     }
+}
+
+fn neighbour_report(sim: &[Neighbour], real: &[Neighbour]) -> String {
+    if sim == real {
+        return String::new();
+    }
+    let show = |v: &[Neighbour]| {
+        v.iter()
+            .map(|n| {
+                format!(
+                    "    {} {:?} {:?}{}\n",
+                    n,
+                    n.lladdr,
+                    n.state,
+                    if n.router { " router" } else { "" }
+                )
+            })
+            .collect::<String>()
+    };
+    format!(
+        "neighbours, simulated:\n{}neighbours, real:\n{}",
+        show(sim),
+        show(real)
+    )
 }
 
 fn outcome(r: &Result<(), KernelError>) -> String {

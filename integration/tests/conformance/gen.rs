@@ -80,6 +80,14 @@ enum Spec {
     },
     /// Deletes the kernel's own prefix route of a pool address.
     DelPrefixRoute(usize),
+    /// `ip neigh replace`: a stale or permanent entry, IPv6 ones maybe as a router.
+    Neigh {
+        dev: DevRef,
+        ip: IpAddr,
+        lladdr: &'static str,
+        permanent: bool,
+        router: bool,
+    },
     FreshRoute {
         verb: RouteVerb,
         r: Route,
@@ -149,6 +157,9 @@ fn any_spec() -> impl Strategy<Value = Spec> {
         7 => (verb(), 0..POOL).prop_map(|(verb, at)| Spec::PoolRoute { verb, at }),
         1 => (0..POOL).prop_map(Spec::DelPrefixRoute),
         2 => (verb(), any_route(), dev_ref()).prop_map(|(verb, r, dev)| Spec::FreshRoute { verb, r, dev }),
+        2 => (dev_ref(), neighbour_ip(), mac_s(), any::<bool>(), any::<bool>()).prop_map(
+            |(dev, ip, lladdr, permanent, router)| Spec::Neigh { dev, ip, lladdr, permanent, router: router && ip.is_ipv6() },
+        ),
     ]
 }
 
@@ -205,6 +216,13 @@ fn resolve(specs: Vec<Spec>, addrs: &[PoolAddress], routes: &[PoolRoute]) -> Vec
                 let (a, dev) = &addrs[at];
                 vec![route_del(prefix_route(&on(a, *dev, &live)))]
             }
+            Spec::Neigh {
+                dev,
+                ip,
+                lladdr,
+                permanent,
+                router,
+            } => vec![neigh(live.pick(dev), ip, lladdr, permanent, router)],
         };
         for op in &step {
             live.note(op);

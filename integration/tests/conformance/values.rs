@@ -50,6 +50,18 @@ pub fn dev() -> impl Strategy<Value = &'static str> {
     ]
 }
 
+/// Neighbours: LAN routers and hosts of the pool's subnets.
+pub fn neighbour_ip() -> impl Strategy<Value = std::net::IpAddr> {
+    select(vec![
+        "192.0.2.254",
+        "192.0.2.7",
+        "198.51.100.1",
+        "2001:db8::fe",
+        "2001:db8:1::7",
+    ])
+    .prop_map(|s| s.parse().expect("neighbour address"))
+}
+
 pub fn mac_s() -> impl Strategy<Value = &'static str> {
     select(MACS.to_vec())
 }
