@@ -46,7 +46,7 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, Comman
     // instant leaves something `stop` recovers from.
     let mut state = State::new(env.netns.clone(), req.clone(), scoped(&snap, &req.uplink));
     env.store.save(&state)?;
-    match execute_journalled(env, &plan, "start", &mut state).await {
+    match execute_journalled(env, &plan, "start").await {
         Ok(()) => {
             state.phase = Phase::Running;
             state.journal.clear();

@@ -23,7 +23,7 @@ pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Plan, CommandError> 
     state.phase = Phase::Stopping;
     state.journal.clear();
     env.store.save(&state)?;
-    let result = execute_journalled(env, &plan, "stop", &mut state).await;
+    let result = execute_journalled(env, &plan, "stop").await;
     match result {
         Ok(()) => {
             env.store.remove()?;

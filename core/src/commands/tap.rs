@@ -15,12 +15,14 @@ pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     if plan.is_empty() {
         return Ok(plan);
     }
-    // Recorded before the first change, so `del` and `stop --force` know what to put back
+    // Saved before the first change, so `del` and `stop --force` know what to put back
     // even if this process dies half-way.
     state.taps.retain(|r| &r.name != tap);
     state.taps.push(record);
+    state.journal.clear();
+    env.store.save(&state)?;
     let command = format!("add {tap}");
-    let result = execute_journalled(env, &plan, &command, &mut state).await;
+    let result = execute_journalled(env, &plan, &command).await;
     state.journal.clear();
     match result {
         Ok(()) => {
@@ -45,7 +47,7 @@ pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     let req = &state.request;
     let plan = plan_del(&live, &req.bridge, &req.uplink, tap, record.as_ref())?;
     let command = format!("del {tap}");
-    let result = execute_journalled(env, &plan, &command, &mut state).await;
+    let result = execute_journalled(env, &plan, &command).await;
     state.journal.clear();
     if result.is_ok() {
         state.taps.retain(|r| &r.name != tap);

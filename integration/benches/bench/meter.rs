@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
-use env_qemu_core::state::State;
+use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{StateStore, StoreError};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
 use serde_json::{json, Value};
@@ -286,7 +286,7 @@ impl Kernel for MeteredKernel<'_> {
     }
 }
 
-/// A [`StateStore`] that times its saves and loads.
+/// A [`StateStore`] that times its saves and loads (journal appends count as save time).
 pub struct MeteredStore<'a> {
     pub inner: &'a dyn StateStore,
     pub tally: Mutex<Breakdown>,
@@ -325,6 +325,14 @@ impl StateStore for MeteredStore<'_> {
             b.saves += 1;
             b.save_time += d;
         });
+        r
+    }
+
+    fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.append(entry);
+        let d = t.elapsed();
+        self.add(|b| b.save_time += d);
         r
     }
 
