@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use env_qemu_core::kernel::errno_name;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{DumpFilter, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, Op};
 
 use crate::faults::Faults;
@@ -159,5 +159,11 @@ impl Kernel for SimKernel {
         let w = self.lock();
         w.faults.refuse_if_crashed(tmpfs_object(path))?;
         tmpfs::read(&w.ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
+    }
+
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed("network namespace")?;
+        Ok(dump::filtered(&w.ns, filter))
     }
 }

@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use async_trait::async_trait;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{DumpFilter, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, LinkSpec, Op};
 
 use crate::errors::Failure;
@@ -129,5 +129,10 @@ impl Kernel for NetlinkKernel {
         let read = self.worker.run(move |_| tmpfs::read(&p)).await;
         read.and_then(|r| r)
             .map_err(|f| f.into_kernel_error(format!("tmpfs {}", path.display())))
+    }
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        dump::filtered_net_state(&self.worker, filter)
+            .await
+            .map_err(|f| f.into_kernel_error(format!("the state of {}", self.namespace)))
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NetState, SysctlKey, Tmpfs};
+use crate::model::{DumpFilter, NetState, SysctlKey, Tmpfs};
 use crate::op::Op;
 
 /// A kernel env-qemu can observe and change: the real one through rtnetlink, or the
@@ -22,6 +22,9 @@ pub trait Kernel: Send + Sync {
     async fn read_sysctl(&self, key: &SysctlKey) -> Result<String, KernelError>;
     /// The tmpfs mounted at `path` and its size.
     async fn read_tmpfs(&self, path: &Path) -> Result<Tmpfs, KernelError>;
+    /// What [`DumpFilter::apply`] keeps of [`Kernel::dump`], read without dumping the
+    /// rest: commands that concern a few devices do not pay for the whole namespace.
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError>;
 }
 
 /// What kind of failure, independent of which errno carried it.

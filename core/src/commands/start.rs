@@ -2,7 +2,8 @@
 
 use super::journal::execute_journalled;
 use super::{CommandError, Env};
-use crate::observe::{observe, scoped};
+use crate::model::DumpFilter;
+use crate::observe::{observe_filtered, scoped};
 use crate::plan::{plan_start, Plan, StartRequest};
 use crate::state::{Phase, State};
 use crate::store::StateStore;
@@ -10,8 +11,22 @@ use crate::store::StateStore;
 /// The plan `start` would run now, without running it (`--dry-run`).
 pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
-    let snap = observe(env.kernel, &[&req.uplink], shm).await?;
+    let snap = observe_start(env, req, shm).await?;
     Ok(plan_start(&snap, req)?)
+}
+
+/// The uplink and the bridge name, with their addresses and routes in every table: all
+/// the plan moves, and all `stop` restores. Routes through other devices are not read, so
+/// their number does not slow `start`; the planner's check that a moved route is alone
+/// with its key therefore sees the uplink's own duplicates (`ip route append` on it), not
+/// an IPv4 route appended with the same key on another device.
+async fn observe_start(
+    env: &Env<'_>,
+    req: &StartRequest,
+    shm: Option<&std::path::Path>,
+) -> Result<crate::model::Snapshot, CommandError> {
+    let filter = DumpFilter::devices(&[&req.uplink, &req.bridge]);
+    Ok(observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?)
 }
 
 /// Refuses when a state is saved already: started, or interrupted and awaiting `stop`.
@@ -39,7 +54,7 @@ pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), Com
 pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
     ensure_not_started(env.store, &env.netns)?;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
-    let snap = observe(env.kernel, &[&req.uplink], shm).await?;
+    let snap = observe_start(env, req, shm).await?;
     let plan = plan_start(&snap, req)?;
 
     // The snapshot is on disk before the first change: from here on, a crash at any

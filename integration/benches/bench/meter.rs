@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use env_qemu_core::model::{NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{DumpFilter, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{StateStore, StoreError};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
@@ -259,6 +259,19 @@ impl Kernel for MeteredKernel<'_> {
                 b.netlink_time += d;
                 b.requests += requests(op);
             }
+        });
+        r
+    }
+
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        let t = Instant::now();
+        let r = self.inner.dump_filtered(filter).await;
+        let d = t.elapsed();
+        let routes = r.as_ref().map(|s| s.routes.len()).unwrap_or(0);
+        self.add(|b| {
+            b.dumps += 1;
+            b.dump_time += d;
+            b.dumped_routes += routes;
         });
         r
     }
