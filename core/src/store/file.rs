@@ -11,6 +11,12 @@ use std::path::{Path, PathBuf};
 use super::{journal_file, StateStore, StoreError};
 use crate::state::{JournalEntry, State, STATE_VERSION};
 
+/// Only the `version` field of a state file.
+#[derive(serde::Deserialize)]
+struct Versioned {
+    version: Option<u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -102,17 +108,20 @@ impl StateStore for FileStore {
             path: self.path.clone(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        let found = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-        if found != STATE_VERSION {
+        // The version first (skimming the rest), so another version is reported as such;
+        // then the state straight from the text, without an intermediate JSON tree.
+        let found = serde_json::from_slice::<Versioned>(&text)
+            .map_err(|e| corrupt(e.to_string()))?
+            .version
+            .unwrap_or(0);
+        if found != u64::from(STATE_VERSION) {
             return Err(StoreError::Version {
                 path: self.path.clone(),
-                found,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
                 expected: STATE_VERSION,
             });
         }
-        let mut state: State = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let mut state: State = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
         let journal = self.journal_path();
         let entries = journal_file::read(&journal).map_err(|e| self.io(&journal, e))?;
         state.journal.extend(entries);
