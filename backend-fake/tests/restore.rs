@@ -48,6 +48,14 @@ async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: 
             "{c:?}: expected {expect:?}, got {got:?}"
         );
         if expect == Expect::Ok {
+            // A finished command leaves no journal: `status` would report it interrupted.
+            if let Some(s) = store.load().unwrap() {
+                assert!(
+                    s.journal.is_empty(),
+                    "{c:?} left a journal: {:?}",
+                    s.journal
+                );
+            }
             model.apply(c);
             if let (Cmd::Start { .. }, Some(i)) = (c, model.uplink) {
                 // Bridged means bridged: a route left on the port would win over the

@@ -154,6 +154,12 @@ fn journal_entries_append_beside_the_state_and_load_merges_them() {
     let interrupted = store.load().unwrap().unwrap();
     store.save(&interrupted).unwrap();
     assert_eq!(store.load().unwrap().unwrap().journal, vec![entry(1)]);
+    // Clearing the journal keeps the saved state as it is.
+    store.save(&next).unwrap();
+    store.append(&entry(1)).unwrap();
+    store.clear_journal().unwrap();
+    assert_eq!(names(&dir), vec!["state.json"]);
+    assert_eq!(store.load().unwrap(), Some(next));
     // Remove takes the journal too.
     store.append(&entry(2)).unwrap();
     store.remove().unwrap();

@@ -94,6 +94,11 @@ impl StateStore for DyingStore<'_> {
         self.inner.append(entry)
     }
 
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.clear_journal()
+    }
+
     fn remove(&self) -> Result<(), StoreError> {
         self.alive()?;
         self.inner.remove()

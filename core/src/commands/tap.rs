@@ -25,8 +25,9 @@ pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> 
     let result = execute_journalled(env, &plan, &command).await;
     state.journal.clear();
     match result {
+        // The saved state is already the one after the add: only its journal goes.
         Ok(()) => {
-            env.store.save(&state)?;
+            env.store.clear_journal()?;
             Ok(plan)
         }
         Err(e) => {

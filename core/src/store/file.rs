@@ -164,6 +164,11 @@ impl StateStore for FileStore {
         journal_file::append(&journal, entry).map_err(|e| self.io(&journal, e))
     }
 
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        let journal = self.journal_path();
+        journal_file::clear(&journal).map_err(|e| self.io(&journal, e))
+    }
+
     fn remove(&self) -> Result<(), StoreError> {
         match fs::remove_file(&self.path) {
             Ok(()) => {}

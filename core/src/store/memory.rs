@@ -63,6 +63,11 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        self.slot().journal.clear();
+        Ok(())
+    }
+
     fn remove(&self) -> Result<(), StoreError> {
         *self.slot() = Slot::default();
         Ok(())

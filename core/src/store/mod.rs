@@ -22,6 +22,9 @@ pub trait StateStore: Send + Sync {
     fn save(&self, state: &State) -> Result<(), StoreError>;
     /// Adds one entry to the journal of the saved state, cheaply: called before every step.
     fn append(&self, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// Drops the entries appended since the last save, keeping the saved state: for a
+    /// command whose finished state is the one it saved before its first step.
+    fn clear_journal(&self) -> Result<(), StoreError>;
     /// Removes the state and its journal.
     fn remove(&self) -> Result<(), StoreError>;
 }

@@ -349,6 +349,14 @@ impl StateStore for MeteredStore<'_> {
         r
     }
 
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.clear_journal();
+        let d = t.elapsed();
+        self.add(|b| b.save_time += d);
+        r
+    }
+
     fn remove(&self) -> Result<(), StoreError> {
         let t = Instant::now();
         let r = self.inner.remove();
