@@ -1,6 +1,6 @@
 //! The namespace as `Kernel::dump` reports it.
 
-use env_qemu_core::model::{BridgeInfo, Link, LinkKind, NetState};
+use env_qemu_core::model::{BridgeInfo, DumpFilter, Link, LinkKind, NetState};
 
 use crate::routes::in_dump_order;
 use crate::state::{Kind, Ns};
@@ -36,6 +36,13 @@ pub(crate) fn net_state(ns: &Ns) -> NetState {
         addresses,
         routes,
     }
+}
+
+/// What the kernel's filtered dumps return: the full dump's answer, cut to the filter (the
+/// meaning [`DumpFilter::apply`] gives it; the real backend gets it from the kernel's own
+/// filtering by name, master, ifindex and oif).
+pub(crate) fn filtered(ns: &Ns, filter: &DumpFilter) -> NetState {
+    filter.apply(&net_state(ns))
 }
 
 fn link_kind(k: &Kind) -> LinkKind {

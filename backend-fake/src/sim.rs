@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use env_qemu_core::kernel::errno_name;
-use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, Op};
 
 use crate::faults::Faults;
@@ -166,9 +166,17 @@ impl Kernel for SimKernel {
         tmpfs::read(&w.ns, path).map_err(|f| f.into_error(tmpfs_object(path)))
     }
 
-    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
+    async fn neighbours(&self, dev: Option<&IfName>) -> Result<Vec<Neighbour>, KernelError> {
         let w = self.lock();
         w.faults.refuse_if_crashed("neighbour tables")?;
-        Ok(neigh::dump(&w.ns))
+        let mut all = neigh::dump(&w.ns);
+        all.retain(|n| dev.is_none_or(|d| &n.dev == d));
+        Ok(all)
+    }
+
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        let w = self.lock();
+        w.faults.refuse_if_crashed("network namespace")?;
+        Ok(dump::filtered(&w.ns, filter))
     }
 }

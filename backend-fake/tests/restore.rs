@@ -50,6 +50,14 @@ async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: 
             "{c:?}: expected {expect:?}, got {got:?}"
         );
         if expect == Expect::Ok {
+            // A finished command leaves no journal: `status` would report it interrupted.
+            if let Some(s) = store.load().unwrap() {
+                assert!(
+                    s.journal.is_empty(),
+                    "{c:?} left a journal: {:?}",
+                    s.journal
+                );
+            }
             model.apply(c);
             if let (Cmd::Start { .. }, Some(i)) = (c, model.uplink) {
                 // Bridged means bridged: a route left on the port would win over the
@@ -162,8 +170,33 @@ proptest! {
             let k = at.index(cmds.len());
             run_checked(&w, &sim, &store, &cmds[..k]).await;
             sim.crash_after(after);
-            let _ = run(&sim, &store, cmds[k], &mut noop()).await;
+            let applied = Arc::new(Mutex::new(Vec::<(usize, usize)>::new()));
+            let mut count = {
+                let applied = applied.clone();
+                move |e: Event<'_>| {
+                    if let Event::Applied { step, of, .. } = e {
+                        applied.lock().unwrap().push((step, of));
+                    }
+                }
+            };
+            let dying = DyingStore { inner: &store, sim: &sim };
+            let _ = run(&sim, &dying, cmds[k], &mut count).await;
+            let crashed = sim.is_crashed();
             sim.revive();
+            // What `status` reads: the journal names the step the crash cut (written
+            // before it ran), or the last one applied when the process died in between.
+            let journal = store.load().unwrap().map(|s| s.journal).unwrap_or_default();
+            let applied = applied.lock().unwrap().clone();
+            if crashed && !applied.is_empty() {
+                let last = journal.last().expect("a crash inside a plan leaves its journal");
+                let (done, of) = *applied.last().unwrap();
+                assert_eq!(last.of, of, "{journal:?}");
+                // done + 1: cut while that step ran; done: died before journalling the next.
+                assert!(last.step == done + 1 || last.step == done,
+                    "crash after step {done}/{of}, journal ends at {}/{}", last.step, last.of);
+            } else if let Some(last) = journal.last() {
+                assert_eq!(last.step, 1, "crash before any step applied: {journal:?}");
+            }
             // A new process: only the store survives.
             let recovery = run(&sim, &store, Cmd::Stop { force: true }, &mut noop()).await;
             assert!(

@@ -5,7 +5,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use async_trait::async_trait;
-use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
+use env_qemu_core::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
 use env_qemu_core::{Kernel, KernelError, LinkSpec, Op};
 
 use crate::errors::Failure;
@@ -138,9 +138,15 @@ impl Kernel for NetlinkKernel {
             .map_err(|f| f.into_kernel_error(format!("tmpfs {}", path.display())))
     }
 
-    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
-        neighbours::show(self.worker.netlink())
+    async fn neighbours(&self, dev: Option<&IfName>) -> Result<Vec<Neighbour>, KernelError> {
+        neighbours::show(self.worker.netlink(), dev)
             .await
             .map_err(|f| f.into_kernel_error(format!("the neighbour tables of {}", self.namespace)))
+    }
+
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        dump::filtered_net_state(&self.worker, filter)
+            .await
+            .map_err(|f| f.into_kernel_error(format!("the state of {}", self.namespace)))
     }
 }

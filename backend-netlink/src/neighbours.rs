@@ -42,20 +42,26 @@ pub(crate) async fn replace(
     Ok(())
 }
 
-/// `ip neigh show nud all`: every ARP and NDP entry (the bridge's forwarding database,
-/// which the same dump carries as AF_BRIDGE, is left out).
-pub(crate) async fn show(nl: &Netlink) -> Result<Vec<Neighbour>, Failure> {
-    let names: HashMap<u32, IfName> =
-        dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
+/// `ip neigh show nud all [dev DEV]`: the ARP and NDP entries of `dev` (filtered by the
+/// kernel: the socket does strict dump checking), or of every device. The bridge's
+/// forwarding database, which the same dump carries as AF_BRIDGE, is left out.
+pub(crate) async fn show(nl: &Netlink, dev: Option<&IfName>) -> Result<Vec<Neighbour>, Failure> {
+    let mut query = NeighbourMessage::default();
+    query.header.family = AddressFamily::Unspec;
+    let names: HashMap<u32, IfName> = match dev {
+        Some(d) => {
+            query.header.ifindex = ifindex(nl, d.as_str()).await?;
+            HashMap::from([(query.header.ifindex, d.clone())])
+        }
+        None => dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
             .await?
             .iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewLink(l) => links::parse(l).map(|l| (l.index, l.name)),
                 _ => None,
             })
-            .collect();
-    let mut query = NeighbourMessage::default();
-    query.header.family = AddressFamily::Unspec;
+            .collect(),
+    };
     let answers = dump(nl, RouteNetlinkMessage::GetNeighbour(query)).await?;
     Ok(answers
         .iter()

@@ -136,6 +136,9 @@ fn start_in_namespace(target: &Target) -> Result<Started, Failure> {
     // echo only the request header, not the whole request.
     socket.set_ext_ack(true)?;
     socket.set_cap_ack(true)?;
+    // Strict checking makes the kernel honour the filters of dump requests (routes by
+    // output device, addresses by ifindex) instead of ignoring them: see dump/filtered.rs.
+    socket.set_netlink_get_strict_chk(true)?;
     let sysfs = Sysfs::for_current_namespace(inherited);
     let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
     let worker = NsWorker {

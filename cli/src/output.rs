@@ -60,7 +60,11 @@ impl Out {
 }
 
 /// One line on stderr that never panics: over SSH the terminal may be gone mid-plan
-/// (EPIPE/EIO), and `eprintln!` would then abort the process between two steps.
+/// (EPIPE/EIO), and `eprintln!` would then abort the process between two steps. Formatted
+/// first and written at once: stderr is unbuffered, and an operation's `ip` line written
+/// piece by piece took a dozen write(2)s (each waking the reader of a pipe).
 pub fn line(args: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{args}");
+    let mut text = args.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }

@@ -198,6 +198,12 @@ fn start_without_iface_needs_one_default_route() {
     ns.ip("route append default via 198.51.100.1 dev vb0 metric 10");
     let tied = Refusal::new(&["start"], 4, "va0 and vb0", "env-qemu start IFACE");
     assert_refused(&eq, &[&ns], &tied);
+    // Either NIC's default shares its key with the other's: `route replace` could take
+    // the wrong one, so start refuses rather than move another device's route.
+    for dev in ["va0", "vb0"] {
+        let shared = Refusal::new(&["start", dev], 4, "default via", "distinct metrics");
+        assert_refused(&eq, &[&ns], &shared.quiet());
+    }
 }
 
 #[test]

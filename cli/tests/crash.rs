@@ -58,6 +58,13 @@ fn step_of(line: &str) -> Option<(usize, usize)> {
     Some((k.parse().ok()?, of.parse().ok()?))
 }
 
+/// `K/OF: op` (status's `interrupted_at` after `start step `): the step numbers.
+fn step_of_status(text: &str) -> Option<(usize, usize)> {
+    let (k, rest) = text.split_once('/')?;
+    let of = rest.split(':').next()?;
+    Some((k.parse().ok()?, of.parse().ok()?))
+}
+
 /// Runs `start` and SIGKILLs that one child at `at`. Returns the last step it printed
 /// (0: none) and the plan length.
 fn start_and_kill(eq: &EnvQemu, at: KillAt) -> (usize, usize) {
@@ -119,8 +126,14 @@ fn recover(host: &TestNs, eq: &EnvQemu, before: &NetState, (last, of): (usize, u
         assert!(again.stderr.contains("interrupted"), "{}", again.stderr);
     }
     if last > 0 && last < of {
+        // The journal is written before each step and the step printed after it, so the
+        // step named is the last printed one or the next.
         let at = s["interrupted_at"].as_str().unwrap_or_default();
-        assert!(at.starts_with("start step "), "interrupted_at: {s}");
+        let named = at.strip_prefix("start step ").and_then(step_of_status);
+        assert!(
+            named == Some((last, of)) || named == Some((last + 1, of)),
+            "last printed step {last}/{of}, interrupted_at: {s}"
+        );
     }
     eq.ok(&["-q", "stop"]);
     assert!(eq.state_files().is_empty(), "stop removes the state file");
@@ -164,8 +177,9 @@ fn stop_recovers_a_start_killed_at_random_points() {
     assert!(mid_plan >= 1, "no kill landed inside the plan");
 }
 
-/// A kill during a state save (every step saves the journal) leaves the save's temp file
-/// `netns-…-lepont.json.tmpPID`; nothing ever removes it, so they pile up in /run/env-qemu.
+/// A kill during a state save (before the first step, after the last) leaves the save's
+/// temp file `netns-…-lepont.json.tmpPID`; a kill mid-plan leaves the journal
+/// `netns-…-lepont.json.journal`. Stop removes both, so nothing piles up in /run/env-qemu.
 #[test]
 fn stop_leaves_no_temp_files_of_a_killed_start() {
     require_netns!();
@@ -180,7 +194,7 @@ fn stop_leaves_no_temp_files_of_a_killed_start() {
         .expect("read state dir")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".tmp"))
+        .filter(|n| n.contains(".tmp") || n.ends_with(".journal"))
         .collect();
     assert!(
         left.is_empty(),

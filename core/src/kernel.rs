@@ -6,7 +6,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Neighbour, NetState, SysctlKey, Tmpfs};
+use crate::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
 use crate::op::Op;
 
 /// A kernel env-qemu can observe and change: the real one through rtnetlink, or the
@@ -22,8 +22,12 @@ pub trait Kernel: Send + Sync {
     async fn read_sysctl(&self, key: &SysctlKey) -> Result<String, KernelError>;
     /// The tmpfs mounted at `path` and its size.
     async fn read_tmpfs(&self, path: &Path) -> Result<Tmpfs, KernelError>;
-    /// `ip neigh show`: the ARP and NDP entries of every device.
-    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError>;
+    /// `ip neigh show [dev DEV]`: the ARP and NDP entries of `dev`, or of every device.
+    async fn neighbours(&self, dev: Option<&IfName>) -> Result<Vec<Neighbour>, KernelError>;
+
+    /// What [`DumpFilter::apply`] keeps of [`Kernel::dump`], read without dumping the
+    /// rest: commands that concern a few devices do not pay for the whole namespace.
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError>;
 }
 
 /// What kind of failure, independent of which errno carried it.

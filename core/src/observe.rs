@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::kernel::{ErrorKind, Kernel, KernelError};
-use crate::model::{IfName, Knob, Snapshot, SysctlKey, SysctlValue};
+use crate::model::{DumpFilter, IfName, Knob, NetState, Snapshot, SysctlKey, SysctlValue};
 
 const KNOBS: [Knob; 3] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf, Knob::Ipv6AcceptDad];
 
@@ -15,6 +15,28 @@ pub async fn observe(
     tmpfs: Option<&Path>,
 ) -> Result<Snapshot, KernelError> {
     let net = kernel.dump().await?;
+    complete(kernel, net, devs, tmpfs).await
+}
+
+/// [`observe`] of the part of the namespace `filter` selects: what `start`, `stop`, `add`
+/// and `del` need, at a cost independent of the other devices and routes.
+pub async fn observe_filtered(
+    kernel: &dyn Kernel,
+    filter: &DumpFilter,
+    devs: &[&IfName],
+    tmpfs: Option<&Path>,
+) -> Result<Snapshot, KernelError> {
+    let net = kernel.dump_filtered(filter).await?;
+    complete(kernel, net, devs, tmpfs).await
+}
+
+/// `net` with the IPv6 knobs of `devs` and the tmpfs at `tmpfs`.
+async fn complete(
+    kernel: &dyn Kernel,
+    net: NetState,
+    devs: &[&IfName],
+    tmpfs: Option<&Path>,
+) -> Result<Snapshot, KernelError> {
     let mut sysctls = Vec::new();
     for dev in devs.iter().filter(|d| net.link(d).is_some()) {
         for knob in KNOBS {
@@ -48,9 +70,7 @@ pub async fn observe_neighbours(
     snap: &mut Snapshot,
     dev: &IfName,
 ) -> Result<(), KernelError> {
-    let all = kernel.neighbours().await?;
-    snap.neighbours
-        .extend(all.into_iter().filter(|n| &n.dev == dev));
+    snap.neighbours.extend(kernel.neighbours(Some(dev)).await?);
     Ok(())
 }
 

@@ -45,7 +45,8 @@ pub struct State {
     pub pre: Snapshot,
     /// Taps env-qemu attached, with what it changed on them.
     pub taps: Vec<TapRecord>,
-    /// The command in flight (empty between commands).
+    /// The command in flight (empty between commands). Steps are appended to the store's
+    /// journal, not saved here; [`crate::store::StateStore::load`] merges them in.
     pub journal: Vec<JournalEntry>,
     /// PIDs of `env-qemu run` processes using the bridge; the last one out stops it.
     /// Empty when the bridge was started by hand: then `run` never stops it.

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use env_qemu_core::state::State;
+use env_qemu_core::op::{LinkChange, Op};
+use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{FileStore, StateStore, StoreError};
 use worlds::*;
 
@@ -103,5 +104,92 @@ fn the_lock_serialises_read_modify_write() {
         h.join().unwrap();
     }
     assert_eq!(store.load().unwrap().unwrap().taps.len(), threads);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn entry(step: usize) -> JournalEntry {
+    JournalEntry {
+        command: "start".into(),
+        step,
+        of: 3,
+        op: Op::LinkSet {
+            name: n("eth0"),
+            change: LinkChange::Up,
+        },
+        undo: vec![],
+    }
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn journal_entries_append_beside_the_state_and_load_merges_them() {
+    let dir = temp_dir("journal");
+    let store = FileStore::new(dir.join("state.json"));
+    store.save(&state()).unwrap();
+    store.append(&entry(1)).unwrap();
+    store.append(&entry(2)).unwrap();
+    assert_eq!(names(&dir), vec!["state.json", "state.json.journal"]);
+    let loaded = store.load().unwrap().unwrap();
+    assert_eq!(loaded.journal, vec![entry(1), entry(2)]);
+    // The state file itself was written once: appends do not rewrite it.
+    let on_disk: State =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    assert!(on_disk.journal.is_empty());
+    // A save keeps the caller's journal and drops the appended entries.
+    let mut next = loaded;
+    next.journal.clear();
+    store.save(&next).unwrap();
+    assert_eq!(names(&dir), vec!["state.json"]);
+    assert!(store.load().unwrap().unwrap().journal.is_empty());
+    // Loading then saving unchanged keeps an interrupted command's journal.
+    store.append(&entry(1)).unwrap();
+    let interrupted = store.load().unwrap().unwrap();
+    store.save(&interrupted).unwrap();
+    assert_eq!(store.load().unwrap().unwrap().journal, vec![entry(1)]);
+    // Clearing the journal keeps the saved state as it is.
+    store.save(&next).unwrap();
+    store.append(&entry(1)).unwrap();
+    store.clear_journal().unwrap();
+    assert_eq!(names(&dir), vec!["state.json"]);
+    assert_eq!(store.load().unwrap(), Some(next));
+    // Remove takes the journal too.
+    store.append(&entry(2)).unwrap();
+    store.remove().unwrap();
+    assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+    assert!(store.load().unwrap().is_none());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_torn_last_journal_line_is_ignored() {
+    let dir = temp_dir("torn");
+    let store = FileStore::new(dir.join("state.json"));
+    store.save(&state()).unwrap();
+    store.append(&entry(1)).unwrap();
+    store.append(&entry(2)).unwrap();
+    // A process killed inside the third write: half a line, no newline.
+    let journal = store.journal_path();
+    let line = serde_json::to_string(&entry(3)).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &line.as_bytes()[..line.len() / 2]).unwrap();
+    drop(f);
+    let loaded = store.load().unwrap().unwrap();
+    assert_eq!(loaded.journal, vec![entry(1), entry(2)]);
+    assert_eq!(loaded.phase, state().phase);
+    // The next command's save starts a clean journal.
+    store.save(&state()).unwrap();
+    store.append(&entry(1)).unwrap();
+    assert_eq!(store.load().unwrap().unwrap().journal, vec![entry(1)]);
     std::fs::remove_dir_all(dir).unwrap();
 }

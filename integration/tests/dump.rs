@@ -1,5 +1,6 @@
 //! `NetlinkKernel::dump` against the independent `ip -j` reading, in throwaway namespaces.
 
+use env_qemu_core::model::{Address, DumpFilter, IfName, NetState, Route};
 use env_qemu_core::Kernel;
 use env_qemu_integration::{
     assert_dump_matches_ip, require_netns, require_tun, HostConfig, TestNs, Topology, TopologySpec,
@@ -26,9 +27,8 @@ async fn dhcp_like_host() {
     assert_dump_matches_ip(&topo.lan, &topo.lan.kernel()).await;
 }
 
-#[tokio::test]
-async fn everything_the_model_knows() {
-    require_tun!();
+/// A host with every kind of link, address and route the model knows.
+fn rich_host() -> Topology {
     let mut host = HostConfig::dhcp_like();
     host.mtu = Some(1400);
     host.addresses.extend([
@@ -60,5 +60,96 @@ async fn everything_the_model_knows() {
     h.ip("link add mv0 link v1 type macvlan");
     h.ip("link add vx0 type vxlan id 42 dstport 4789 dev eth0");
     h.ip("route add 203.0.113.32/27 nexthop via 192.0.2.7 dev eth0 nexthop via 192.0.2.8 dev eth0");
-    assert_dump_matches_ip(h, &h.kernel()).await;
+    topo
+}
+
+#[tokio::test]
+async fn everything_the_model_knows() {
+    require_tun!();
+    let topo = rich_host();
+    assert_dump_matches_ip(&topo.host, &topo.host.kernel()).await;
+}
+
+/// `dump_filtered` asks the kernel for less (links by name and master, addresses by
+/// ifindex, routes by output device) and must still mean `DumpFilter::apply` of the full
+/// dump, on every kind of link and route: multipath routes through two devices (kept with
+/// their first hop's), other tables, a tap on another bridge, absent names.
+#[tokio::test]
+async fn filtered_dumps_are_the_full_dump_cut_to_the_filter() {
+    require_tun!();
+    let topo = rich_host();
+    let h = &topo.host;
+    h.ip("addr add 198.51.100.77/24 dev v1");
+    h.ip("addr add 2001:db8:77::1/64 nodad dev v1");
+    h.ip("route add 203.0.113.200/32 via 198.51.100.1 dev v1 table 200");
+    h.ip("route add 198.18.0.0/24 nexthop via 198.51.100.2 dev v1 nexthop via 192.0.2.9 dev eth0");
+    h.ip("route add 198.18.1.0/24 nexthop via 192.0.2.9 dev eth0 nexthop via 198.51.100.2 dev v1");
+    h.ip("-6 route add 2001:db8:78::/64 via 2001:db8:77::2 dev v1 table 100");
+    h.ip("tuntap add dev tap2 mode tap");
+    h.ip("link set tap2 master br1");
+    let k = h.kernel();
+    let full = k.dump().await.unwrap();
+    let name = |s: &str| IfName::new(s).unwrap();
+    let (eth0, v1, br0, br1) = (name("eth0"), name("v1"), name("br0"), name("br1"));
+    let (tap0, tap2, gone) = (name("tap0"), name("tap2"), name("gone0"));
+    let filters = [
+        DumpFilter::devices(&[&eth0, &gone]),
+        DumpFilter::devices(&[&v1, &eth0]),
+        DumpFilter::links(&[&tap0, &br0]),
+        DumpFilter::devices(&[&eth0, &eth0]),
+        DumpFilter::links(&[&tap2, &br0]),
+        DumpFilter {
+            ports_of: Some(br1.clone()),
+            ..DumpFilter::devices(&[&eth0, &br1, &tap0])
+        },
+        DumpFilter {
+            ports_of: Some(gone.clone()),
+            ..DumpFilter::links(&[&gone])
+        },
+        DumpFilter {
+            tables: vec![254, 100],
+            ..DumpFilter::devices(&[&eth0])
+        },
+        DumpFilter {
+            tables: vec![254],
+            ..DumpFilter::links(&[&v1])
+        },
+    ];
+    for f in &filters {
+        let got = k.dump_filtered(f).await.unwrap();
+        let want = f.apply(&full);
+        assert_eq!(got.normalized(), want.normalized(), "{f:?}");
+        // Plans follow dump order: per device, it is the full dump's.
+        for dev in &f.links {
+            let per_dev = |s: &NetState| -> Vec<Route> { s.routes_via(dev).cloned().collect() };
+            assert_eq!(
+                per_dev(&got),
+                per_dev(&want),
+                "{f:?}: {dev}'s routes in order"
+            );
+            let addrs = |s: &NetState| -> Vec<Address> { s.addresses_of(dev).cloned().collect() };
+            assert_eq!(
+                addrs(&got),
+                addrs(&want),
+                "{f:?}: {dev}'s addresses in order"
+            );
+        }
+    }
+    // Non-trivial: each kind of thing was selected by some filter, and cut by it.
+    let f = &filters[1];
+    let cut = f.apply(&full);
+    assert!(cut
+        .routes
+        .iter()
+        .any(|r| r.dst.to_string() == "198.18.0.0/24"));
+    assert!(cut.routes.len() < full.routes.len());
+    let ports = filters[5].apply(&full);
+    assert!(ports.links.iter().any(|l| l.name == tap2), "{ports:?}");
+    let other = filters[4].apply(&full);
+    let t2 = other.links.iter().find(|l| l.name == tap2).unwrap();
+    assert_eq!(
+        t2.master.as_ref(),
+        Some(&br1),
+        "a master outside the filter is named"
+    );
 }

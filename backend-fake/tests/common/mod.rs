@@ -12,7 +12,8 @@ use env_qemu_core::commands::{self, CommandError, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{IfName, Snapshot};
 use env_qemu_core::observe::observe;
-use env_qemu_core::store::MemoryStore;
+use env_qemu_core::state::{JournalEntry, State};
+use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
 
 use script::{name, request, Cmd};
 use world::SHM;
@@ -33,7 +34,7 @@ pub async fn full_state(sim: &SimKernel) -> Snapshot {
 /// kernel and store.
 pub async fn run(
     sim: &SimKernel,
-    store: &MemoryStore,
+    store: &dyn StateStore,
     cmd: Cmd,
     observer: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Option<Result<(), CommandError>> {
@@ -58,6 +59,51 @@ pub async fn run(
         }
     };
     Some(r.map(|_| ()))
+}
+
+/// The store of a process that dies with the kernel connection: once `sim` has crashed,
+/// nothing more is written (saves, journal entries and removals fail), as after a SIGKILL.
+pub struct DyingStore<'a> {
+    pub inner: &'a MemoryStore,
+    pub sim: &'a SimKernel,
+}
+
+impl DyingStore<'_> {
+    fn alive(&self) -> Result<(), StoreError> {
+        if self.sim.is_crashed() {
+            return Err(StoreError::Encode(
+                "store".into(),
+                "the process died".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StateStore for DyingStore<'_> {
+    fn load(&self) -> Result<Option<State>, StoreError> {
+        self.inner.load()
+    }
+
+    fn save(&self, state: &State) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.save(state)
+    }
+
+    fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.append(entry)
+    }
+
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.clear_journal()
+    }
+
+    fn remove(&self) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.remove()
+    }
 }
 
 /// QEMU is gone at the end of a scenario: no tap has a reader.

@@ -40,7 +40,7 @@ pub(crate) struct RawLink {
     mtu: u32,
     up: bool,
     carrier: bool,
-    master: Option<u32>,
+    pub(crate) master: Option<u32>,
 }
 
 /// Parses one link message; `None` if it has no usable name.

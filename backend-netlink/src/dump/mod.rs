@@ -2,6 +2,7 @@
 //! [`NetState`].
 
 pub(crate) mod addresses;
+mod filtered;
 pub(crate) mod links;
 pub(crate) mod routes;
 mod tun;
@@ -17,6 +18,8 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use crate::errors::Failure;
 use crate::netns::NsWorker;
 use crate::request::dump;
+
+pub(crate) use filtered::net_state as filtered_net_state;
 
 /// An address or route referred to this ifindex, which the link dump did not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 
 use super::journal::execute_journalled;
 use super::{load_started, CommandError, Env};
-use crate::observe::{observe, observe_neighbours};
+use crate::model::{DumpFilter, IfName};
+use crate::observe::{observe_filtered, observe_neighbours};
 use crate::plan::{plan_stop, Plan};
 use crate::state::{Phase, State};
 
@@ -12,7 +13,15 @@ pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandEr
     let state = load_started(env)?;
     let req = &state.request;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
-    let mut live = observe(env.kernel, &[&req.uplink], shm).await?;
+    // The uplink, the bridge and its ports, the taps env-qemu attached: what the plan
+    // restores or detaches, without reading the other devices and their routes.
+    let mut links: Vec<&IfName> = vec![&req.uplink, &req.bridge];
+    links.extend(state.taps.iter().map(|t| &t.name));
+    let filter = DumpFilter {
+        ports_of: Some(req.bridge.clone()),
+        ..DumpFilter::devices(&links)
+    };
+    let mut live = observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?;
     if live.net.link(&req.bridge).is_some() {
         observe_neighbours(env.kernel, &mut live, &req.bridge).await?;
     }
@@ -26,7 +35,7 @@ pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Plan, CommandError> 
     state.phase = Phase::Stopping;
     state.journal.clear();
     env.store.save(&state)?;
-    let result = execute_journalled(env, &plan, "stop", &mut state).await;
+    let result = execute_journalled(env, &plan, "stop").await;
     match result {
         Ok(()) => {
             env.store.remove()?;

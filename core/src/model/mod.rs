@@ -1,6 +1,7 @@
 //! The state model: plain serde data, no behaviour beyond naming and comparing.
 
 mod address;
+mod filter;
 mod link;
 mod mac;
 mod name;
@@ -12,6 +13,7 @@ mod sysctl;
 mod tmpfs;
 
 pub use address::{AddrFlag, AddrScope, Address};
+pub use filter::DumpFilter;
 pub use link::{BridgeInfo, Link, LinkKind, TapInfo};
 pub use mac::{MacAddr, MacParseError};
 pub use name::{IfName, NameError};

@@ -1,13 +1,21 @@
 //! The state file: JSON, replaced atomically (temp file in the same directory, fsync,
-//! rename, fsync of the directory), read-modify-written under an exclusive `flock`.
+//! rename, fsync of the directory), read-modify-written under an exclusive `flock`; and
+//! beside it, `STATE.journal`, the append-only journal of the command in flight
+//! (see [`super::journal_file`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{StateStore, StoreError};
-use crate::state::{State, STATE_VERSION};
+use super::{journal_file, StateStore, StoreError};
+use crate::state::{JournalEntry, State, STATE_VERSION};
+
+/// Only the `version` field of a state file.
+#[derive(serde::Deserialize)]
+struct Versioned {
+    version: Option<u64>,
+}
 
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -35,6 +43,11 @@ impl FileStore {
             path: path.to_path_buf(),
             source,
         }
+    }
+
+    /// `STATE.journal`: the steps of the command in flight, one JSON line each.
+    pub fn journal_path(&self) -> PathBuf {
+        self.sibling(".journal")
     }
 
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -95,19 +108,24 @@ impl StateStore for FileStore {
             path: self.path.clone(),
             reason,
         };
-        let value: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-        let found = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-        if found != STATE_VERSION {
+        // The version first (skimming the rest), so another version is reported as such;
+        // then the state straight from the text, without an intermediate JSON tree.
+        let found = serde_json::from_slice::<Versioned>(&text)
+            .map_err(|e| corrupt(e.to_string()))?
+            .version
+            .unwrap_or(0);
+        if found != u64::from(STATE_VERSION) {
             return Err(StoreError::Version {
                 path: self.path.clone(),
-                found,
+                found: u32::try_from(found).unwrap_or(u32::MAX),
                 expected: STATE_VERSION,
             });
         }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| corrupt(e.to_string()))
+        let mut state: State = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        let journal = self.journal_path();
+        let entries = journal_file::read(&journal).map_err(|e| self.io(&journal, e))?;
+        state.journal.extend(entries);
+        Ok(Some(state))
     }
 
     fn save(&self, state: &State) -> Result<(), StoreError> {
@@ -125,6 +143,15 @@ impl StateStore for FileStore {
             let _ = fs::remove_file(&tmp);
             return Err(self.io(&tmp, e));
         }
+        // The saved state carries its own journal (`state.journal`), so the file's entries,
+        // merged into it by `load`, go. Removed before the rename: a kill in between leaves
+        // the previous state without its journal (status then names no step), never the new
+        // state with entries of a command that finished.
+        let journal = self.journal_path();
+        if let Err(e) = journal_file::clear(&journal) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.io(&journal, e));
+        }
         fs::rename(&tmp, &self.path).map_err(|e| self.io(&self.path, e))?;
         // The rename is durable only once the directory entry is.
         File::open(dir)
@@ -132,11 +159,24 @@ impl StateStore for FileStore {
             .map_err(|e| self.io(dir, e))
     }
 
+    fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let journal = self.journal_path();
+        journal_file::append(&journal, entry).map_err(|e| self.io(&journal, e))
+    }
+
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        let journal = self.journal_path();
+        journal_file::clear(&journal).map_err(|e| self.io(&journal, e))
+    }
+
     fn remove(&self) -> Result<(), StoreError> {
         match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io(&self.path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(&self.path, e)),
         }
+        // After the state: a journal without a state is ignored, and the next save clears it.
+        let journal = self.journal_path();
+        journal_file::clear(&journal).map_err(|e| self.io(&journal, e))
     }
 }

@@ -1,7 +1,10 @@
 //! Where [`State`] lives between commands. Saves are atomic: a crash at any instant leaves
-//! either the old state or the new one, never a torn file.
+//! either the old state or the new one, never a torn file. The journal of the command in
+//! flight is appended beside it, one entry per step, instead of saving the whole state
+//! before every step.
 
 mod file;
+mod journal_file;
 mod memory;
 
 use std::path::PathBuf;
@@ -9,11 +12,20 @@ use std::path::PathBuf;
 pub use file::{FileStore, StoreLock};
 pub use memory::MemoryStore;
 
-use crate::state::State;
+use crate::state::{JournalEntry, State};
 
 pub trait StateStore: Send + Sync {
+    /// The saved state, its `journal` followed by the entries appended since the save.
     fn load(&self) -> Result<Option<State>, StoreError>;
+    /// Replaces the state atomically and durably; entries appended before are dropped
+    /// (the caller's `state.journal` is what is kept).
     fn save(&self, state: &State) -> Result<(), StoreError>;
+    /// Adds one entry to the journal of the saved state, cheaply: called before every step.
+    fn append(&self, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// Drops the entries appended since the last save, keeping the saved state: for a
+    /// command whose finished state is the one it saved before its first step.
+    fn clear_journal(&self) -> Result<(), StoreError>;
+    /// Removes the state and its journal.
     fn remove(&self) -> Result<(), StoreError>;
 }
 

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use env_qemu_core::model::{Neighbour, NetState, SysctlKey, Tmpfs};
-use env_qemu_core::state::State;
+use env_qemu_core::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
+use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{StateStore, StoreError};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
 use serde_json::{json, Value};
@@ -18,6 +18,31 @@ use crate::stats::ms;
 /// Netlink requests `NetlinkKernel::dump` sends: links, addresses, IPv4 routes, IPv6
 /// routes (one `NLM_F_DUMP` each; more only if the kernel flags a dump as interrupted).
 pub const DUMP_REQUESTS: u32 = 4;
+
+/// Netlink requests `NetlinkKernel::dump_filtered(filter)` sent to answer `got`
+/// (backend-netlink's dump/filtered.rs): one RTM_GETLINK per name; for `ports_of`, one
+/// RTM_GETLINK when the bridge is not among the names and one link dump when it exists;
+/// per named link found, an address dump and a route dump per family as asked; one
+/// RTM_GETLINK per master outside the answer.
+pub fn filtered_dump_requests(filter: &DumpFilter, got: &NetState) -> u32 {
+    let found = |n: &IfName| got.links.iter().any(|l| &l.name == n);
+    let mut n = filter.links.len();
+    if let Some(br) = &filter.ports_of {
+        n += usize::from(!filter.links.contains(br));
+        n += usize::from(found(br) || got.links.iter().any(|l| l.master.as_ref() == Some(br)));
+    }
+    let named = filter.links.iter().filter(|l| found(l)).count();
+    n += named * 2 * (usize::from(filter.addresses) + usize::from(filter.routes));
+    let mut outside: Vec<&IfName> = got
+        .links
+        .iter()
+        .filter_map(|l| l.master.as_ref())
+        .filter(|m| !found(m))
+        .collect();
+    outside.sort();
+    outside.dedup();
+    u32::try_from(n + outside.len()).unwrap_or(u32::MAX)
+}
 
 /// The netlink requests `NetlinkKernel::apply(op)` sends (backend-netlink's code): the
 /// request itself, plus one `RTM_GETLINK` per device it names by a name the message must
@@ -99,6 +124,8 @@ pub struct Breakdown {
     /// Opening the namespace (worker thread, netlink socket) and taking the state lock.
     pub setup: Duration,
     pub dumps: u32,
+    /// The netlink requests those dumps sent.
+    pub dump_requests: u32,
     pub dump_time: Duration,
     /// Routes seen by the dumps (all tables but local).
     pub dumped_routes: usize,
@@ -127,6 +154,7 @@ impl Breakdown {
             m.total += b.total;
             m.setup += b.setup;
             m.dumps += b.dumps;
+            m.dump_requests += b.dump_requests;
             m.dump_time += b.dump_time;
             m.dumped_routes += b.dumped_routes;
             m.reads += b.reads;
@@ -150,6 +178,7 @@ impl Breakdown {
             total: m.total / n,
             setup: m.setup / n,
             dumps: m.dumps / n,
+            dump_requests: m.dump_requests / n,
             dump_time: m.dump_time / n,
             dumped_routes: m.dumped_routes / n as usize,
             reads: m.reads / n,
@@ -195,7 +224,7 @@ impl Breakdown {
             "reads_ms": ms(self.read_time),
             "netlink_ops": self.netlink_ops,
             "netlink_ops_ms": ms(self.netlink_time),
-            "netlink_requests": self.requests + self.dumps * DUMP_REQUESTS,
+            "netlink_requests": self.requests + self.dump_requests,
             "sysctl_writes": self.sysctl_writes,
             "sysctl_writes_ms": ms(self.sysctl_time),
             "state_saves": self.saves,
@@ -236,6 +265,7 @@ impl Kernel for MeteredKernel<'_> {
         let routes = r.as_ref().map(|s| s.routes.len()).unwrap_or(0);
         self.add(|b| {
             b.dumps += 1;
+            b.dump_requests += DUMP_REQUESTS;
             b.dump_time += d;
             b.dumped_routes += routes;
         });
@@ -265,6 +295,23 @@ impl Kernel for MeteredKernel<'_> {
         r
     }
 
+    async fn dump_filtered(&self, filter: &DumpFilter) -> Result<NetState, KernelError> {
+        let t = Instant::now();
+        let r = self.inner.dump_filtered(filter).await;
+        let d = t.elapsed();
+        let routes = r.as_ref().map(|s| s.routes.len()).unwrap_or(0);
+        let requests = r
+            .as_ref()
+            .map_or(0, |got| filtered_dump_requests(filter, got));
+        self.add(|b| {
+            b.dumps += 1;
+            b.dump_requests += requests;
+            b.dump_time += d;
+            b.dumped_routes += routes;
+        });
+        r
+    }
+
     async fn read_sysctl(&self, key: &SysctlKey) -> Result<String, KernelError> {
         let t = Instant::now();
         let r = self.inner.read_sysctl(key).await;
@@ -287,9 +334,9 @@ impl Kernel for MeteredKernel<'_> {
         r
     }
 
-    async fn neighbours(&self) -> Result<Vec<Neighbour>, KernelError> {
+    async fn neighbours(&self, dev: Option<&IfName>) -> Result<Vec<Neighbour>, KernelError> {
         let t = Instant::now();
-        let r = self.inner.neighbours().await;
+        let r = self.inner.neighbours(dev).await;
         let d = t.elapsed();
         self.add(|b| {
             b.dumps += 1;
@@ -299,7 +346,7 @@ impl Kernel for MeteredKernel<'_> {
     }
 }
 
-/// A [`StateStore`] that times its saves and loads.
+/// A [`StateStore`] that times its saves and loads (journal appends count as save time).
 pub struct MeteredStore<'a> {
     pub inner: &'a dyn StateStore,
     pub tally: Mutex<Breakdown>,
@@ -338,6 +385,22 @@ impl StateStore for MeteredStore<'_> {
             b.saves += 1;
             b.save_time += d;
         });
+        r
+    }
+
+    fn append(&self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.append(entry);
+        let d = t.elapsed();
+        self.add(|b| b.save_time += d);
+        r
+    }
+
+    fn clear_journal(&self) -> Result<(), StoreError> {
+        let t = Instant::now();
+        let r = self.inner.clear_journal();
+        let d = t.elapsed();
+        self.add(|b| b.save_time += d);
         r
     }
 

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::drivers::{index, prepare_batch, Binary, Cmd, InProc, Script, Store};
 use crate::lab::{Lab, TAP};
-use crate::meter::{minimum_requests, requests, DUMP_REQUESTS};
+use crate::meter::{minimum_requests, requests};
 use crate::timing::{Series, CMDS};
 use crate::Ctx;
 
@@ -39,9 +39,9 @@ pub fn minimum(cmd: Cmd<'_>, plan: &Plan) -> u32 {
     minimum_reads(cmd) + plan.ops().map(minimum_requests).sum::<u32>()
 }
 
-/// What env-qemu's backend sends for `plan`, plus `dumps` dumps.
-pub fn sent(plan: &Plan, dumps: u32) -> u32 {
-    plan.ops().map(requests).sum::<u32>() + dumps * DUMP_REQUESTS
+/// What env-qemu's backend sends for `plan`, plus the `dump_requests` its reads sent.
+pub fn sent(plan: &Plan, dump_requests: u32) -> u32 {
+    plan.ops().map(requests).sum::<u32>() + dump_requests
 }
 
 pub struct Row {
@@ -153,7 +153,9 @@ pub fn run(ctx: &Ctx, inproc: &Series) -> Vec<Row> {
         .enumerate()
         .map(|(i, c)| {
             let plan = &inproc.plans[i];
-            let dumps = inproc.mean_breakdown(i).map_or(0, |b| b.dumps);
+            let b = inproc.mean_breakdown(i);
+            let dumps = b.as_ref().map_or(0, |b| b.dumps);
+            let dump_requests = b.as_ref().map_or(0, |b| b.dump_requests);
             let sysctls = plan
                 .ops()
                 .filter(|op| op.to_string().starts_with("sysctl"))
@@ -162,7 +164,7 @@ pub fn run(ctx: &Ctx, inproc: &Series) -> Vec<Row> {
                 cmd: c.name(),
                 ops: plan.steps.len() - sysctls,
                 sysctls,
-                env_qemu: sent(plan, dumps),
+                env_qemu: sent(plan, dump_requests),
                 dumps,
                 minimum: minimum(*c, plan),
                 traced: traces.map(|t| t[i]),

@@ -321,7 +321,7 @@ impl Twin {
     ) -> Result<(Vec<Neighbour>, Vec<Neighbour>), Disagreement> {
         let real = self
             .rt
-            .block_on(self.real.neighbours())
+            .block_on(self.real.neighbours(None))
             .map_err(|e| self.fail(&format!("the real neighbour dump failed: {e}")))?;
         Ok((
             normalize::neighbours(sim.neighbours_now()),
