@@ -49,9 +49,12 @@ pub(crate) async fn show(nl: &Netlink, dev: Option<&IfName>) -> Result<Vec<Neigh
     let mut query = NeighbourMessage::default();
     query.header.family = AddressFamily::Unspec;
     let names: HashMap<u32, IfName> = match dev {
+        // A strict dump request filters by the NDA_IFINDEX attribute; the header's
+        // ifindex must stay 0 (the kernel answers such a request with nothing).
         Some(d) => {
-            query.header.ifindex = ifindex(nl, d.as_str()).await?;
-            HashMap::from([(query.header.ifindex, d.clone())])
+            let index = ifindex(nl, d.as_str()).await?;
+            query.attributes.push(NeighbourAttribute::IfIndex(index));
+            HashMap::from([(index, d.clone())])
         }
         None => dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
             .await?

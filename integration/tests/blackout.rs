@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use env_qemu_core::model::IfName;
 use env_qemu_core::plan::StartRequest;
+use env_qemu_core::Op;
 use env_qemu_integration::probe::udp_echo;
 use env_qemu_integration::session::settled_state;
 use env_qemu_integration::stream::{table, EchoServer, Outcome, StreamSpec, Streams};
@@ -107,11 +108,22 @@ async fn measure() -> Figures {
     let streams = Streams::spawn(&specs, RATE, STREAM, WINDOW);
     tokio::time::sleep(COMMAND_AT).await;
     let t = Instant::now();
-    session.stop(false).await.expect("stop");
+    let plan = session.stop(false).await.expect("stop");
     let stop_took = t.elapsed();
     let stop_steps = session.timeline(t, streams.t0());
     let stop = streams.finish();
     assert!(host.try_ip("link show lepont").is_err(), "bridge left");
+    // The NIC got the bridge's entry for the LAN's router before taking the traffic back.
+    for router in [LAN_ROUTER_V4, LAN_ROUTER_V6] {
+        let want = ip(router);
+        let copied = plan.ops().any(|op| {
+            matches!(op, Op::NeighReplace { dev, ip: to, .. } if dev.as_str() == "eth0" && *to == want)
+        });
+        assert!(
+            copied,
+            "stop did not copy the bridge's entry for {router}:\n{plan}"
+        );
+    }
 
     let report = format!(
         "blackout, {RATE} datagrams/s per stream (datagram n leaves at n ms):\n{}\

@@ -153,3 +153,34 @@ async fn filtered_dumps_are_the_full_dump_cut_to_the_filter() {
         "a master outside the filter is named"
     );
 }
+
+/// `neighbours(Some(dev))` is the kernel filtering by device (NDA_IFINDEX on a strict dump
+/// request) and must equal the full neighbour dump cut to that device.
+#[tokio::test]
+async fn neighbours_by_device_are_the_full_dump_cut() {
+    require_tun!();
+    let ns = TestNs::new();
+    ns.ip("link add v0 type veth peer name v1");
+    ns.ip("link add br0 type bridge");
+    for dev in ["v0", "v1", "br0"] {
+        ns.ip(&format!("link set {dev} up"));
+    }
+    ns.ip("neigh replace 192.0.2.1 lladdr 02:00:00:00:00:01 dev v0 nud stale");
+    ns.ip("neigh replace 2001:db8::1 lladdr 02:00:00:00:00:02 dev v0 nud permanent router");
+    ns.ip("neigh replace 192.0.2.2 lladdr 02:00:00:00:00:03 dev br0 nud stale");
+    let k = ns.kernel();
+    let all = k.neighbours(None).await.unwrap();
+    for dev in ["v0", "v1", "br0"] {
+        let dev = IfName::new(dev).unwrap();
+        let mut got = k.neighbours(Some(&dev)).await.unwrap();
+        let mut want: Vec<_> = all.iter().filter(|n| n.dev == dev).cloned().collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{dev}");
+    }
+    let br0 = k
+        .neighbours(Some(&IfName::new("br0").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(br0.len(), 1, "{br0:?}");
+}
