@@ -48,10 +48,7 @@ pub(crate) fn replace(
         IpAddr::V6(_) if ns.dev(i).v6.is_none() => {
             return Err(Fail::new(libc::EINVAL, "IPv6 is disabled on this device"));
         }
-        IpAddr::V4(_) if matches!(ns.dev(i).kind, Kind::Loopback) => {
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        }
-        ip => ip,
+        ip => key(ns, i, ip),
     };
     ns.neigh.retain(|e| !(e.dev == i && e.ip == ip));
     ns.neigh.push(Entry {
@@ -62,6 +59,28 @@ pub(crate) fn replace(
         router,
     });
     Ok(())
+}
+
+/// `ip neigh del IP dev DEV`.
+pub(crate) fn del(ns: &mut Ns, dev: &IfName, ip: IpAddr) -> Res {
+    let i = ns.require(dev)?;
+    let ip = key(ns, i, ip);
+    let before = ns.neigh.len();
+    ns.neigh.retain(|e| !(e.dev == i && e.ip == ip));
+    if ns.neigh.len() == before {
+        return Err(Fail::new(libc::ENOENT, "No such file or directory"));
+    }
+    Ok(())
+}
+
+/// The table key of `ip` on device `i`: arp keys loopback devices by INADDR_ANY.
+fn key(ns: &Ns, i: u32, ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) if matches!(ns.dev(i).kind, Kind::Loopback) => {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+        ip => ip,
+    }
 }
 
 /// NETDEV_CHANGEADDR: every entry of device `i` goes.

@@ -46,6 +46,7 @@ impl Ns {
                 state,
                 router,
             } => neigh::replace(self, dev, *ip, *lladdr, *state, *router),
+            Op::NeighDel { dev, ip } => neigh::del(self, dev, *ip),
             Op::TmpfsResize { path, size_bytes } => tmpfs::resize(self, path, *size_bytes),
             Op::SysctlSet { key, value } => sysctls::set(self, key, value),
         }

@@ -27,6 +27,7 @@ fn world() -> SimKernel {
         src_route: true,
         table_route: Some(100),
         v6_default: true,
+        static_neigh: false,
     };
     build(&WorldSpec {
         nics: vec![nic.clone(), nic],

@@ -25,6 +25,7 @@ fn nic(rich: bool) -> NicSpec {
         src_route: rich,
         table_route: rich.then_some(100),
         v6_default: rich,
+        static_neigh: rich,
     }
 }
 

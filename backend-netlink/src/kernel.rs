@@ -88,6 +88,7 @@ impl NetlinkKernel {
                 state,
                 router,
             } => neighbours::replace(h, dev, *ip, *lladdr, *state, *router).await,
+            Op::NeighDel { dev, ip } => neighbours::delete(h, dev, *ip).await,
             Op::TmpfsResize { path, size_bytes } => {
                 let (path, size) = (path.clone(), *size_bytes);
                 self.worker.run(move |_| tmpfs::resize(&path, size)).await?

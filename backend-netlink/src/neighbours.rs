@@ -42,6 +42,20 @@ pub(crate) async fn replace(
     Ok(())
 }
 
+/// `ip neigh del IP dev DEV`: NDA_DST on the device's ifindex.
+pub(crate) async fn delete(nl: &Netlink, dev: &IfName, ip: IpAddr) -> Result<(), Failure> {
+    let mut m = NeighbourMessage::default();
+    m.header.ifindex = ifindex(nl, dev.as_str()).await?;
+    let (family, dst) = match ip {
+        IpAddr::V4(a) => (AddressFamily::Inet, NeighbourAddress::Inet(a)),
+        IpAddr::V6(a) => (AddressFamily::Inet6, NeighbourAddress::Inet6(a)),
+    };
+    m.header.family = family;
+    m.attributes.push(NeighbourAttribute::Destination(dst));
+    execute(nl, RouteNetlinkMessage::DelNeighbour(m), 0).await?;
+    Ok(())
+}
+
 /// `ip neigh show nud all [dev DEV]`: the ARP and NDP entries of `dev` (filtered by the
 /// kernel: the socket does strict dump checking), or of every device. The bridge's
 /// forwarding database, which the same dump carries as AF_BRIDGE, is left out.

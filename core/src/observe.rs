@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use crate::kernel::{ErrorKind, Kernel, KernelError};
-use crate::model::{DumpFilter, IfName, Knob, NetState, Snapshot, SysctlKey, SysctlValue};
+use crate::model::{
+    DumpFilter, IfName, Knob, NetState, NudState, Snapshot, SysctlKey, SysctlValue,
+};
 
 const KNOBS: [Knob; 3] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf, Knob::Ipv6AcceptDad];
 
@@ -82,6 +84,8 @@ pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
     out.net.addresses.retain(|a| &a.dev == uplink);
     out.net.routes.retain(|r| r.via(uplink));
     out.sysctls.retain(|v| &v.key.dev == uplink);
-    out.neighbours.clear();
+    // Static entries are the uplink's configuration; learnt ones a cache, not restored.
+    out.neighbours
+        .retain(|n| &n.dev == uplink && n.state == NudState::Permanent);
     out
 }

@@ -103,6 +103,11 @@ pub enum Op {
         state: NudState,
         router: bool,
     },
+    /// `ip neigh del IP dev DEV`. ENOENT when there is no such entry.
+    NeighDel {
+        dev: IfName,
+        ip: IpAddr,
+    },
     /// `mount -o remount,size=SIZE PATH` (never umount: other programs have files there).
     TmpfsResize {
         path: PathBuf,
@@ -126,7 +131,9 @@ impl Op {
             | Op::RouteReplace { route }
             | Op::RouteAppend { route }
             | Op::RouteDel { route } => route.to_string(),
-            Op::NeighReplace { dev, ip, .. } => format!("neighbour {ip} on {dev}"),
+            Op::NeighReplace { dev, ip, .. } | Op::NeighDel { dev, ip } => {
+                format!("neighbour {ip} on {dev}")
+            }
             Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
             Op::SysctlSet { key, .. } => key.to_string(),
         }
@@ -239,6 +246,7 @@ impl fmt::Display for Op {
                 }
                 Ok(())
             }
+            Op::NeighDel { dev, ip } => write!(f, "ip neigh del {ip} dev {dev}"),
             Op::TmpfsResize { path, size_bytes } => write!(
                 f,
                 "mount -o remount,size={} {}",

@@ -41,6 +41,7 @@ async fn round_trip(topo: &Topology, uplink: &str) {
     let host = &topo.host;
     let before = settled_state(host);
     let knobs_before = knobs(host, uplink);
+    let static_before = static_neighbours(host);
     let shm = TestTmpfs::mount("64M", MsFlags::empty());
     let mut s = Session::new(host);
     let req = StartRequest {
@@ -104,6 +105,16 @@ async fn round_trip(topo: &Topology, uplink: &str) {
         s.log()
     );
     assert_eq!(knobs(host, uplink), knobs_before, "uplink IPv6 sysctls");
+    assert_eq!(
+        static_neighbours(host),
+        static_before,
+        "static neighbour entries"
+    );
+}
+
+/// `ip -j neigh show nud permanent`, read by iproute2.
+fn static_neighbours(host: &TestNs) -> serde_json::Value {
+    host.ip_json("neigh show nud permanent")
 }
 
 fn link<'a>(s: &'a NetState, name: &str) -> &'a Link {
@@ -244,6 +255,11 @@ async fn rich_host() {
     host.ip("addr add 203.0.113.10/24 dev eth1");
     host.ip("link set eth1 up");
     host.ip("route add default via 203.0.113.1 dev eth1 metric 200");
+    // Static ARP and NDP entries: start's deletion of eth0's last IPv4 address flushes
+    // the ARP one; stop must put it back.
+    host.ip("neigh add 192.0.2.50 lladdr 02:00:00:00:00:50 dev eth0 nud permanent");
+    host.ip("neigh add 2001:db8::50 lladdr 02:00:00:00:00:51 dev eth0 nud permanent router");
+    assert_eq!(static_neighbours(host).as_array().map(Vec::len), Some(2));
     round_trip(&topo, "eth0").await;
 }
 

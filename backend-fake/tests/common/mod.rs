@@ -10,7 +10,7 @@ pub mod world;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::commands::{self, CommandError, Env};
 use env_qemu_core::exec::Event;
-use env_qemu_core::model::{IfName, Snapshot};
+use env_qemu_core::model::{IfName, NudState, Snapshot};
 use env_qemu_core::observe::observe;
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
@@ -24,10 +24,16 @@ pub async fn full_state(sim: &SimKernel) -> Snapshot {
     let net = sim.net();
     let devs: Vec<IfName> = net.links.iter().map(|l| l.name.clone()).collect();
     let refs: Vec<&IfName> = devs.iter().collect();
-    observe(sim, &refs, Some(std::path::Path::new(SHM)))
+    let mut snap = observe(sim, &refs, Some(std::path::Path::new(SHM)))
         .await
-        .expect("the simulated kernel answers")
-        .normalized()
+        .expect("the simulated kernel answers");
+    // Static entries are configuration; learnt ones are the kernel's cache.
+    snap.neighbours = sim
+        .neighbours_now()
+        .into_iter()
+        .filter(|n| n.state == NudState::Permanent)
+        .collect();
+    snap.normalized()
 }
 
 /// Runs one command the way the CLI does: a fresh `Env` (a new process) on the shared

@@ -30,6 +30,8 @@ pub struct NicSpec {
     pub src_route: bool,
     pub table_route: Option<u32>,
     pub v6_default: bool,
+    /// Static (`nud permanent`) ARP and NDP entries on the NIC.
+    pub static_neigh: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -50,24 +52,28 @@ fn nic_spec(i: usize) -> impl Strategy<Value = NicSpec> {
         any::<(bool, bool, bool)>(),
         proptest::option::of(prop_oneof![Just(100u32), Just(200), Just(1000)]),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(move |(up, mtu, v4, v6, dm, (st, dev, src), table, v6d)| {
-            let mut v4 = v4;
-            v4.dedup_by_key(|(s, _)| *s);
-            NicSpec {
-                up,
-                mtu,
-                v4,
-                v6: v6.map(|o| o.map(|(v, p)| (v, v.min(p * 1000)))),
-                // Defaults of different NICs must not share (table, metric).
-                default_metric: dm.map(|m| m + i as u32),
-                static_route: st,
-                device_route: dev,
-                src_route: src,
-                table_route: table,
-                v6_default: v6d,
-            }
-        })
+        .prop_map(
+            move |(up, mtu, v4, v6, dm, (st, dev, src), table, v6d, sn)| {
+                let mut v4 = v4;
+                v4.dedup_by_key(|(s, _)| *s);
+                NicSpec {
+                    up,
+                    mtu,
+                    v4,
+                    v6: v6.map(|o| o.map(|(v, p)| (v, v.min(p * 1000)))),
+                    // Defaults of different NICs must not share (table, metric).
+                    default_metric: dm.map(|m| m + i as u32),
+                    static_route: st,
+                    device_route: dev,
+                    src_route: src,
+                    table_route: table,
+                    v6_default: v6d,
+                    static_neigh: sn,
+                }
+            },
+        )
 }
 
 pub fn world_spec() -> impl Strategy<Value = WorldSpec> {
@@ -193,6 +199,23 @@ pub fn build(spec: &WorldSpec) -> SimKernel {
                 &sim,
                 &Op::RouteAdd {
                     route: r.proto(RouteProtocol::Ra),
+                },
+            );
+        }
+    }
+    for (i, nic) in spec.nics.iter().enumerate().filter(|(_, n)| n.static_neigh) {
+        for (k, ip) in [IpAddr::from(v4(i, 0, 50)), IpAddr::from(v6(i, 0x50))]
+            .into_iter()
+            .enumerate()
+        {
+            try_apply(
+                &sim,
+                &Op::NeighReplace {
+                    dev: n(&format!("eth{i}")),
+                    ip,
+                    lladdr: MacAddr([0x02, 0x5e, 0, i as u8, 0, k as u8]),
+                    state: NudState::Permanent,
+                    router: k == 1 && nic.up,
                 },
             );
         }

@@ -3,7 +3,7 @@
 use super::journal::execute_journalled;
 use super::{CommandError, Env};
 use crate::model::DumpFilter;
-use crate::observe::{observe_filtered, scoped};
+use crate::observe::{observe_filtered, observe_neighbours, scoped};
 use crate::plan::{plan_start, Plan, StartRequest};
 use crate::state::{Phase, State};
 use crate::store::StateStore;
@@ -27,6 +27,9 @@ async fn observe_start(
 ) -> Result<crate::model::Snapshot, CommandError> {
     let filter = DumpFilter::devices(&[&req.uplink, &req.bridge]);
     let mut snap = observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?;
+    if snap.net.link(&req.uplink).is_some() {
+        observe_neighbours(env.kernel, &mut snap, &req.uplink).await?;
+    }
     let mut tables: Vec<u32> = snap.net.routes_via(&req.uplink).map(|r| r.table).collect();
     tables.sort_unstable();
     tables.dedup();

@@ -22,8 +22,10 @@ pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandEr
         ..DumpFilter::devices(&links)
     };
     let mut live = observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?;
-    if live.net.link(&req.bridge).is_some() {
-        observe_neighbours(env.kernel, &mut live, &req.bridge).await?;
+    for dev in [&req.bridge, &req.uplink] {
+        if live.net.link(dev).is_some() {
+            observe_neighbours(env.kernel, &mut live, dev).await?;
+        }
     }
     let plan = plan_stop(&state.pre, req, &state.taps, &live, force)?;
     Ok((plan, state))

@@ -20,7 +20,7 @@
 //! - The bridge keeps no address of the NIC's: its prefix routes would still win for the
 //!   LAN at the instant of release.
 
-use super::start::set_sysctl;
+use super::start::{set_sysctl, static_neighbours};
 use super::tap::{detach_steps, restore_steps};
 use super::{link_set, primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
 use crate::model::{
@@ -170,6 +170,22 @@ fn restore_nic(
     if deleting_bridge {
         copy_neighbours(live, nic, br, plan);
     }
+    // Static entries the NIC lost (start deleted its last IPv4 address, which flushed its
+    // ARP ones).
+    for n in static_neighbours(pre, nic) {
+        let has = live.neighbours_of(nic).any(|l| {
+            l.ip == n.ip && l.state == NudState::Permanent && n.on(nic) == static_op(l, nic)
+        });
+        if !has {
+            plan.push(Step::new(
+                n.on(nic),
+                Op::NeighDel {
+                    dev: nic.clone(),
+                    ip: n.ip,
+                },
+            ));
+        }
+    }
     for r in pre
         .net
         .routes_via(nic)
@@ -285,8 +301,9 @@ fn copy_neighbours(live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) 
 
 /// Deletes from the bridge the addresses the NIC has again, secondaries first (deleting a
 /// primary would take them along, or promote one). The last IPv4 one takes every IPv4
-/// route left on the bridge with it, so its undo puts back the ones that are not the
-/// kernel's. A dynamic IPv6 address leaves its prefix route behind: deleted too.
+/// route and static ARP entry left on the bridge with it, so its undo puts back those that
+/// are not the kernel's. A dynamic IPv6 address leaves its prefix route behind: deleted
+/// too.
 fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
     // The bridge's link-local stays: it routes nothing off-link, and re-adding it in a
     // rollback would put it through DAD again.
@@ -317,6 +334,12 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
             v4_left -= 1;
             if v4_left == 0 {
                 undo.extend(stays.iter().map(|r| Op::RouteAdd { route: r.clone() }));
+                // And its static ARP entries (the NIC's, copied there by start).
+                undo.extend(
+                    static_neighbours(live, br)
+                        .filter(|n| n.ip.is_ipv4())
+                        .map(|n| n.on(br)),
+                );
             }
         }
         plan.push(Step::with_undo(
@@ -342,5 +365,16 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
     }
     for r in leftovers {
         plan.push(Step::owned(Op::RouteDel { route: r }));
+    }
+}
+
+/// A live entry as the operation that would make it, to compare with the saved one.
+fn static_op(l: &crate::model::Neighbour, dev: &IfName) -> Op {
+    Op::NeighReplace {
+        dev: dev.clone(),
+        ip: l.ip,
+        lladdr: l.lladdr.unwrap_or_default(),
+        state: l.state,
+        router: l.router,
     }
 }

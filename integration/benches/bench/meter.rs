@@ -64,7 +64,7 @@ pub fn requests(op: &Op) -> u32 {
         | Op::RouteReplace { route }
         | Op::RouteAppend { route }
         | Op::RouteDel { route } => 1 + u32::from(route.dev.is_some()),
-        Op::NeighReplace { .. } => 2,
+        Op::NeighReplace { .. } | Op::NeighDel { .. } => 2,
         Op::TmpfsResize { .. } | Op::SysctlSet { .. } => 0,
     }
 }
@@ -112,6 +112,7 @@ pub fn kind(op: &Op) -> &'static str {
         Op::RouteAppend { .. } => "route append",
         Op::RouteDel { .. } => "route del",
         Op::NeighReplace { .. } => "neigh replace",
+        Op::NeighDel { .. } => "neigh del",
         Op::TmpfsResize { .. } => "tmpfs resize",
         Op::SysctlSet { .. } => "sysctl write",
     }

@@ -80,6 +80,11 @@ enum Spec {
     },
     /// Deletes the kernel's own prefix route of a pool address.
     DelPrefixRoute(usize),
+    /// `ip neigh del`.
+    NeighDel {
+        dev: DevRef,
+        ip: IpAddr,
+    },
     /// `ip neigh replace`: a stale or permanent entry, IPv6 ones maybe as a router.
     Neigh {
         dev: DevRef,
@@ -160,6 +165,7 @@ fn any_spec() -> impl Strategy<Value = Spec> {
         2 => (dev_ref(), neighbour_ip(), mac_s(), any::<bool>(), any::<bool>()).prop_map(
             |(dev, ip, lladdr, permanent, router)| Spec::Neigh { dev, ip, lladdr, permanent, router: router && ip.is_ipv6() },
         ),
+        1 => (dev_ref(), neighbour_ip()).prop_map(|(dev, ip)| Spec::NeighDel { dev, ip }),
     ]
 }
 
@@ -223,6 +229,10 @@ fn resolve(specs: Vec<Spec>, addrs: &[PoolAddress], routes: &[PoolRoute]) -> Vec
                 permanent,
                 router,
             } => vec![neigh(live.pick(dev), ip, lladdr, permanent, router)],
+            Spec::NeighDel { dev, ip } => vec![Op::NeighDel {
+                dev: n(live.pick(dev)),
+                ip,
+            }],
         };
         for op in &step {
             live.note(op);
