@@ -174,6 +174,13 @@ pub(crate) fn mtu_changed(ns: &mut Ns, i: u32) {
             await_up: false,
             addrs: Vec::new(),
         });
+        // A bridge whose last port just left gets its MTU back inside the same RTNL
+        // section that dropped its carrier; addrconf reads the operstate, which linkwatch
+        // has not updated yet. The same race as `bridge::carrierless_port_up`, with the
+        // same knob: whether the stale "up" is seen.
+        if ns.port_up_flash && ns.dev(i).up && ns.is_bridge(i) {
+            make_ready(ns, i);
+        }
     }
 }
 

@@ -217,17 +217,21 @@ impl Twin {
         self.compare_states()
     }
 
-    /// For `up`: the simulator with the other outcome of the port-up race (see
+    /// For `up`, and for a port leaving its bridge (`nomaster`, deletion): the simulator
+    /// with the other outcome of the stale-operstate race (see
     /// `SimKernel::set_port_up_flash`), `op` applied. The caller drops it when it ends
     /// the same as the default.
     fn race_outcome(&self, op: &Op) -> Option<SimKernel> {
-        let Op::LinkSet {
-            change: LinkChange::Up,
-            ..
-        } = op
-        else {
+        let racy = matches!(
+            op,
+            Op::LinkSet {
+                change: LinkChange::Up | LinkChange::NoMaster,
+                ..
+            } | Op::LinkDel { .. }
+        );
+        if !racy {
             return None;
-        };
+        }
         let alt = self.sim.fork();
         alt.set_port_up_flash(true);
         let _ = alt.apply_now(op);
