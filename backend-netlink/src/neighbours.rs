@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use env_qemu_core::model::{IfName, MacAddr, Neighbour, NudState};
-use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use crate::dump::links;
+use crate::dump::link_names;
 use crate::errors::Failure;
 use crate::request::{dump, execute, ifindex, Netlink, CREATE_REPLACE};
 
@@ -70,14 +69,7 @@ pub(crate) async fn show(nl: &Netlink, dev: Option<&IfName>) -> Result<Vec<Neigh
             query.attributes.push(NeighbourAttribute::IfIndex(index));
             HashMap::from([(index, d.clone())])
         }
-        None => dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
-            .await?
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => links::parse(l).map(|l| (l.index, l.name)),
-                _ => None,
-            })
-            .collect(),
+        None => link_names(nl).await?,
     };
     let answers = dump(nl, RouteNetlinkMessage::GetNeighbour(query)).await?;
     Ok(answers

@@ -128,6 +128,29 @@ impl StreamSpec {
     }
 }
 
+/// The four streams of a blackout measurement: from the LAN router and from the far host
+/// to each of `targets` on `host`. Every path must answer first, which also warms the
+/// neighbour caches, as on a host that has been on its LAN for a while.
+pub fn lan_and_far(
+    host: &TestNs,
+    lan: &TestNs,
+    far: &TestNs,
+    targets: [IpAddr; 2],
+) -> Vec<StreamSpec> {
+    for from in [lan, far] {
+        for target in targets {
+            assert!(
+                crate::probe::udp_echo(from, host, target, 10),
+                "no echo from {target} before the measurement"
+            );
+        }
+    }
+    [("lan", lan), ("far", far)]
+        .into_iter()
+        .flat_map(|(label, from)| targets.map(|target| StreamSpec::new(label, from, target)))
+        .collect()
+}
+
 /// What one stream measured.
 #[derive(Debug, Clone)]
 pub struct Outcome {

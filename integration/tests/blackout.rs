@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use env_qemu_core::model::IfName;
 use env_qemu_core::plan::StartRequest;
 use env_qemu_core::Op;
-use env_qemu_integration::probe::udp_echo;
 use env_qemu_integration::session::settled_state;
-use env_qemu_integration::stream::{table, EchoServer, Outcome, StreamSpec, Streams};
+use env_qemu_integration::stream::{lan_and_far, table, EchoServer, Outcome, Streams};
 use env_qemu_integration::topology::{LAN_ROUTER_V4, LAN_ROUTER_V6};
 use env_qemu_integration::{require_netns, HostConfig, Session, Topology, TopologySpec};
 
@@ -71,24 +70,8 @@ async fn measure() -> Figures {
     let (host, lan) = (&topo.host, &topo.lan);
     let far = topo.far.as_ref().unwrap();
     settled_state(host);
-    // Every path answers before anything is measured, and the neighbour caches are
-    // warm, as on a host that has been on its LAN for a while.
-    for from in [lan, far] {
-        for target in [HOST_V4, HOST_V6] {
-            assert!(
-                udp_echo(from, host, ip(target), 10),
-                "no echo from {target}"
-            );
-        }
-    }
-
+    let specs = lan_and_far(host, lan, far, [ip(HOST_V4), ip(HOST_V6)]);
     let _server = EchoServer::start(host);
-    let specs: Vec<StreamSpec> = [("lan", lan), ("far", far)]
-        .into_iter()
-        .flat_map(|(label, from)| {
-            [HOST_V4, HOST_V6].map(|target| StreamSpec::new(label, from, ip(target)))
-        })
-        .collect();
     let mut session = Session::new(host);
     let req = StartRequest {
         uplink: IfName::new("eth0").unwrap(),

@@ -102,17 +102,7 @@ pub(crate) async fn net_state(worker: &NsWorker, filter: &DumpFilter) -> Result<
             .extend(foreign_routes(nl, filter, &named).await?);
     }
 
-    let for_sysfs = raw.clone();
-    let facts = worker
-        .run(move |sysfs| links::sysfs_facts(sysfs, &for_sysfs))
-        .await?;
-    state.links = raw
-        .into_iter()
-        .map(|l| {
-            let f = facts.get(&l.name);
-            links::finish(l, f, &names)
-        })
-        .collect();
+    state.links = super::finish_links(worker, raw, &names).await?;
     Ok(state)
 }
 
@@ -164,14 +154,7 @@ async fn foreign_routes(
     filter: &DumpFilter,
     named: &[(u32, IfName)],
 ) -> Result<Vec<Route>, Failure> {
-    let all: HashMap<u32, IfName> = dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
-        .await?
-        .iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => links::parse(l).map(|l| (l.index, l.name)),
-            _ => None,
-        })
-        .collect();
+    let all = super::link_names(nl).await?;
     let is_named = |r: &Route| {
         r.dev
             .as_ref()

@@ -9,7 +9,7 @@ mod tun;
 
 use std::collections::HashMap;
 
-use env_qemu_core::model::{IfName, NetState};
+use env_qemu_core::model::{IfName, Link, NetState};
 use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::LinkMessage;
 use rtnetlink::packet_route::route::RouteMessage;
@@ -95,16 +95,41 @@ async fn attempt(worker: &NsWorker) -> Result<Result<NetState, Stale>, Failure> 
         }
     }
 
-    let for_sysfs = raw_links.clone();
+    state.links = finish_links(worker, raw_links, &names).await?;
+    Ok(Ok(state))
+}
+
+/// Every link's name by ifindex (`ip link show`), to name the devices of other dumps.
+pub(crate) async fn link_names(
+    nl: &crate::request::Netlink,
+) -> Result<HashMap<u32, IfName>, Failure> {
+    Ok(
+        dump(nl, RouteNetlinkMessage::GetLink(LinkMessage::default()))
+            .await?
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => links::parse(l).map(|l| (l.index, l.name)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Completes dumped links with what only sysfs tells (read on the namespace's worker).
+pub(crate) async fn finish_links(
+    worker: &NsWorker,
+    raw: Vec<links::RawLink>,
+    names: &HashMap<u32, IfName>,
+) -> Result<Vec<Link>, Failure> {
+    let for_sysfs = raw.clone();
     let facts = worker
         .run(move |sysfs| links::sysfs_facts(sysfs, &for_sysfs))
         .await?;
-    state.links = raw_links
+    Ok(raw
         .into_iter()
         .map(|l| {
             let f = facts.get(&l.name);
-            links::finish(l, f, &names)
+            links::finish(l, f, names)
         })
-        .collect();
-    Ok(Ok(state))
+        .collect())
 }

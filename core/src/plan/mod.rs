@@ -6,6 +6,7 @@
 
 mod drift;
 mod error;
+mod neigh;
 mod start;
 mod stop;
 mod tap;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, IfName};
+use crate::model::{Address, Family, IfName};
 use crate::op::{LinkChange, Op};
 
 pub use drift::drift;
@@ -130,6 +131,32 @@ fn link_set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
             change: undo,
         },
     )
+}
+
+/// Deletes `addrs` in the order given, each undone by adding it back; the undo of the last
+/// IPv4 one also runs `last_v4_undo`, for what the kernel flushes with a device's last
+/// IPv4 address (its remaining IPv4 routes, its ARP entries).
+fn delete_addresses(addrs: &[&Address], last_v4_undo: Vec<Op>) -> Vec<Step> {
+    let last_v4 = addrs.iter().rposition(|a| a.family() == Family::Inet);
+    let mut extra = Some(last_v4_undo);
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut undo = vec![Op::AddrAdd {
+                address: (*a).clone(),
+            }];
+            if Some(i) == last_v4 {
+                undo.extend(extra.take().unwrap_or_default());
+            }
+            Step::with_undo(
+                Op::AddrDel {
+                    address: (*a).clone(),
+                },
+                undo,
+            )
+        })
+        .collect()
 }
 
 /// IPv4 primaries before secondaries (the order that keeps each one's role when re-added),

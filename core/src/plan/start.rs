@@ -8,10 +8,12 @@
 
 use std::collections::HashMap;
 
-use super::{primaries_first, Plan, PlanError, StartRequest, Step};
+use super::{delete_addresses, neigh, primaries_first, Plan, PlanError, StartRequest, Step};
 use crate::model::{
-    Family, IfName, Knob, Link, LinkKind, RouteKey, RouteProtocol, Snapshot, SysctlKey,
+    Address, Family, IfName, Knob, Link, LinkKind, NudState, RouteKey, RouteProtocol, Snapshot,
+    SysctlKey,
 };
+
 use crate::op::{LinkChange, LinkSpec, Op};
 
 /// The ways an uplink can be refused, before anything is planned.
@@ -107,8 +109,8 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
     }
     // Static ARP/NDP entries keep working on the bridge (deleting the NIC's last IPv4
     // address will flush its own ARP ones; stop puts them back).
-    for n in static_neighbours(s, nic) {
-        plan.push(Step::owned(n.on(br)));
+    for op in neigh::statics(s, nic).filter_map(|n| neigh::put_on(n, br, NudState::Permanent)) {
+        plan.push(Step::owned(op));
     }
 
     plan.push(Step::new(
@@ -145,30 +147,10 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
     }
     // Secondaries before their primary: with promote_secondaries=0 deleting a primary takes
     // its secondaries along, and the explicit delete would then fail.
-    // Deleted in reverse order: the last IPv4 one to go is the first in `addrs`.
-    let last_v4 = addrs
-        .iter()
-        .find(|a| a.family() == Family::Inet)
-        .map(|a| (*a).clone());
-    for a in addrs.iter().rev() {
-        let mut undo = vec![Op::AddrAdd {
-            address: (*a).clone(),
-        }];
-        // The NIC's last IPv4 address takes its static ARP entries along.
-        if last_v4.as_ref() == Some(*a) {
-            undo.extend(
-                static_neighbours(s, nic)
-                    .filter(|n| n.ip.is_ipv4())
-                    .map(|n| n.on(nic)),
-            );
-        }
-        plan.push(Step::with_undo(
-            Op::AddrDel {
-                address: (*a).clone(),
-            },
-            undo,
-        ));
-    }
+    let order: Vec<&Address> = addrs.iter().rev().copied().collect();
+    // The NIC's last IPv4 address takes its static ARP entries along.
+    plan.steps
+        .extend(delete_addresses(&order, neigh::static_arp(s, nic, nic)));
     // A dynamic IPv6 address (finite lifetime: SLAAC's) leaves its prefix route behind
     // when deleted, to expire with it. Older than the bridge's copy, it would keep winning
     // and send the subnet's traffic to the port. The undo of the address's deletion makes
@@ -268,40 +250,4 @@ pub(crate) fn set_sysctl(dev: &IfName, knob: Knob, value: String) -> Op {
         key: SysctlKey::new(dev, knob),
         value,
     }
-}
-
-/// A static (`nud permanent`) neighbour entry of the snapshot, to be put on a device.
-pub(crate) struct StaticNeighbour {
-    pub ip: std::net::IpAddr,
-    lladdr: crate::model::MacAddr,
-    router: bool,
-}
-
-impl StaticNeighbour {
-    /// `ip neigh replace IP lladdr MAC dev DEV nud permanent [router]`.
-    pub fn on(&self, dev: &IfName) -> Op {
-        Op::NeighReplace {
-            dev: dev.clone(),
-            ip: self.ip,
-            lladdr: self.lladdr,
-            state: crate::model::NudState::Permanent,
-            router: self.router,
-        }
-    }
-}
-
-/// The static neighbour entries `s` holds for `dev`.
-pub(crate) fn static_neighbours<'a>(
-    s: &'a Snapshot,
-    dev: &'a IfName,
-) -> impl Iterator<Item = StaticNeighbour> + 'a {
-    s.neighbours_of(dev)
-        .filter(|n| n.state == crate::model::NudState::Permanent)
-        .filter_map(|n| {
-            Some(StaticNeighbour {
-                ip: n.ip,
-                lladdr: n.lladdr?,
-                router: n.router,
-            })
-        })
 }

@@ -20,9 +20,12 @@
 //! - The bridge keeps no address of the NIC's: its prefix routes would still win for the
 //!   LAN at the instant of release.
 
-use super::start::{set_sysctl, static_neighbours};
+use super::start::set_sysctl;
 use super::tap::{detach_steps, restore_steps};
-use super::{link_set, primaries_first, Plan, PlanError, StartRequest, Step, TapRecord};
+use super::{
+    delete_addresses, link_set, neigh, primaries_first, Plan, PlanError, StartRequest, Step,
+    TapRecord,
+};
 use crate::model::{
     AddrFlag, AddrScope, Address, Family, IfName, Knob, Link, NudState, Route, RouteProtocol,
     Snapshot, SysctlKey,
@@ -172,18 +175,16 @@ fn restore_nic(
     }
     // Static entries the NIC lost (start deleted its last IPv4 address, which flushed its
     // ARP ones).
-    for n in static_neighbours(pre, nic) {
-        let has = live.neighbours_of(nic).any(|l| {
-            l.ip == n.ip && l.state == NudState::Permanent && n.on(nic) == static_op(l, nic)
-        });
-        if !has {
-            plan.push(Step::new(
-                n.on(nic),
-                Op::NeighDel {
-                    dev: nic.clone(),
-                    ip: n.ip,
-                },
-            ));
+    for n in neigh::statics(pre, nic) {
+        if live.neighbours_of(nic).any(|l| l == n) {
+            continue;
+        }
+        if let Some(op) = neigh::put_on(n, nic, NudState::Permanent) {
+            let undo = Op::NeighDel {
+                dev: nic.clone(),
+                ip: n.ip,
+            };
+            plan.push(Step::new(op, undo));
         }
     }
     for r in pre
@@ -284,17 +285,8 @@ fn kernel_prefix_route(a: &Address) -> Route {
 /// is released. A cache is not restored on rollback: a stale entry is harmless.
 fn copy_neighbours(live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
     for n in live.neighbours_of(br).filter(|n| n.state.is_learnt()) {
-        if let Some(lladdr) = n.lladdr {
-            plan.push(Step::with_undo(
-                Op::NeighReplace {
-                    dev: nic.clone(),
-                    ip: n.ip,
-                    lladdr,
-                    state: NudState::Stale,
-                    router: n.router,
-                },
-                vec![],
-            ));
+        if let Some(op) = neigh::put_on(n, nic, NudState::Stale) {
+            plan.push(Step::with_undo(op, vec![]));
         }
     }
 }
@@ -312,43 +304,26 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
         .filter(|a| a.scope != AddrScope::Link)
         .filter(|a| pre.net.addresses_of(nic).any(|p| same_addr(p, a)))
         .collect();
-    let mut v4_left = live
-        .net
-        .addresses_of(br)
-        .filter(|a| a.family() == Family::Inet)
-        .count();
     // What is still on the bridge when its last IPv4 address goes: routes added while
-    // bridged (the NIC's were replaced back above).
-    let stays: Vec<Route> = live
+    // bridged (the NIC's were replaced back above), and static ARP entries (the NIC's,
+    // copied there by start).
+    let mut flushed: Vec<Op> = live
         .net
         .routes_via(br)
         .filter(|r| r.family() == Family::Inet && r.protocol != RouteProtocol::Kernel)
         .filter(|r| !pre.net.routes_via(nic).any(|p| p.key() == r.key()))
-        .cloned()
+        .map(|r| Op::RouteAdd { route: r.clone() })
         .collect();
-    for a in moved.iter().rev() {
-        let mut undo = vec![Op::AddrAdd {
-            address: (*a).clone(),
-        }];
-        if a.family() == Family::Inet {
-            v4_left -= 1;
-            if v4_left == 0 {
-                undo.extend(stays.iter().map(|r| Op::RouteAdd { route: r.clone() }));
-                // And its static ARP entries (the NIC's, copied there by start).
-                undo.extend(
-                    static_neighbours(live, br)
-                        .filter(|n| n.ip.is_ipv4())
-                        .map(|n| n.on(br)),
-                );
-            }
-        }
-        plan.push(Step::with_undo(
-            Op::AddrDel {
-                address: (*a).clone(),
-            },
-            undo,
-        ));
+    flushed.extend(neigh::static_arp(live, br, br));
+    // Only if none stays: an address added while bridged keeps them.
+    let v4 = |a: &Address| a.family() == Family::Inet;
+    let all_go = live.net.addresses_of(br).filter(|a| v4(a)).count()
+        == moved.iter().filter(|a| v4(a)).count();
+    if !all_go {
+        flushed.clear();
     }
+    let order: Vec<&Address> = moved.iter().rev().copied().collect();
+    plan.steps.extend(delete_addresses(&order, flushed));
     let mut leftovers: Vec<Route> = Vec::new();
     for a in moved
         .iter()
@@ -365,16 +340,5 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
     }
     for r in leftovers {
         plan.push(Step::owned(Op::RouteDel { route: r }));
-    }
-}
-
-/// A live entry as the operation that would make it, to compare with the saved one.
-fn static_op(l: &crate::model::Neighbour, dev: &IfName) -> Op {
-    Op::NeighReplace {
-        dev: dev.clone(),
-        ip: l.ip,
-        lladdr: l.lladdr.unwrap_or_default(),
-        state: l.state,
-        router: l.router,
     }
 }

@@ -8,9 +8,8 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use env_qemu_integration::probe::udp_echo;
 use env_qemu_integration::session::TestDir;
-use env_qemu_integration::stream::{table, EchoServer, Outcome, StreamSpec, Streams};
+use env_qemu_integration::stream::{lan_and_far, table, EchoServer, Outcome, Streams};
 use serde_json::{json, Value};
 
 use crate::drivers::{Binary, Cmd, Script};
@@ -158,21 +157,8 @@ pub fn run(ctx: &Ctx) -> Vec<Losses> {
         let lab = Lab::new(true);
         let (host, lan) = (lab.host(), &lab.topo.lan);
         let far = lab.topo.far.as_ref().expect("far host");
-        for from in [lan, far] {
-            for target in [HOST_V4, HOST_V6] {
-                assert!(
-                    udp_echo(from, host, ip(target), 10),
-                    "no echo from {target} before the measurement"
-                );
-            }
-        }
+        let specs = lan_and_far(host, lan, far, [ip(HOST_V4), ip(HOST_V6)]);
         let _server = EchoServer::start(host);
-        let specs: Vec<StreamSpec> = [("lan", lan), ("far", far)]
-            .into_iter()
-            .flat_map(|(label, from)| {
-                [HOST_V4, HOST_V6].map(|target| StreamSpec::new(label, from, ip(target)))
-            })
-            .collect();
         let dir = TestDir::new();
         let script = Script {
             path: ctx.script.clone(),
