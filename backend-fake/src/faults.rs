@@ -1,7 +1,7 @@
 //! Fault injection: scheduled failures and a simulated crash of the connection. Lives
 //! only here, in test tooling; production code has no hooks for it.
 
-use env_qemu_core::KernelError;
+use env_qemu_core::{KernelError, Op};
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Faults {
@@ -12,6 +12,8 @@ pub(crate) struct Faults {
     crash_in: Option<usize>,
     crashed: bool,
     mutations: usize,
+    /// Operations refused every time they come, with their errno, until cleared.
+    refused: Vec<(Op, i32)>,
 }
 
 impl Faults {
@@ -29,8 +31,13 @@ impl Faults {
         }
     }
 
+    pub fn refuse(&mut self, op: Op, errno: i32) {
+        self.refused.push((op, errno));
+    }
+
     pub fn clear(&mut self) {
         self.scheduled.clear();
+        self.refused.clear();
         self.crash_in = None;
     }
 
@@ -59,9 +66,13 @@ impl Faults {
         Ok(())
     }
 
-    /// Counts a mutating call; the errno to fail it with if one is scheduled for it.
-    pub fn next_call(&mut self) -> Option<i32> {
+    /// Counts a mutating call; the errno to fail it with if one is scheduled for it, or if
+    /// `op` is refused.
+    pub fn next_call(&mut self, op: &Op) -> Option<i32> {
         self.calls += 1;
+        if let Some((_, errno)) = self.refused.iter().find(|(o, _)| o == op) {
+            return Some(*errno);
+        }
         let at = self.scheduled.iter().position(|(n, _)| *n == self.calls)?;
         Some(self.scheduled.remove(at).1)
     }

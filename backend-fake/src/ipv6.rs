@@ -205,3 +205,27 @@ pub(crate) fn wants_prefix_route(ns: &Ns, i: u32, a: &Address) -> bool {
     let loopback_own = matches!(ns.dev(i).kind, Kind::Loopback) && a.scope == AddrScope::Host;
     !(a.has(AddrFlag::Noprefixroute) || loopback_own)
 }
+
+/// `Op::AwaitDad`: DAD is decided at once in the simulation (addresses added with DAD off
+/// are never tentative); an address still tentative waits for time to pass, which only
+/// the test moves ([`crate::SimKernel::advance_time`]): refused as "try again".
+pub(crate) fn await_dad(
+    ns: &Ns,
+    dev: &env_qemu_core::model::IfName,
+    ips: &[IpAddr],
+) -> crate::error::Res {
+    let i = ns.require(dev)?;
+    let pending = ns
+        .dev(i)
+        .v6
+        .iter()
+        .flat_map(|v| v.addrs.iter())
+        .any(|a| ips.contains(&a.ip) && a.has(AddrFlag::Tentative));
+    if pending {
+        return Err(crate::error::Fail::new(
+            libc::EAGAIN,
+            "duplicate address detection still running",
+        ));
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! A simulated Linux kernel for env-qemu's tests: links, addresses, routes, IPv6
-//! sysctls and tmpfs mounts, with the side effects the real kernel has (measured, see
-//! /work/shared/kernel-notes.md) rather than canned replies, plus fault injection.
+//! sysctls and tmpfs mounts, with the side effects the real kernel has (measured in
+//! network namespaces, pinned by the conformance suite) rather than canned replies, plus
+//! fault injection.
 //!
 //! [`SimKernel`] implements [`env_qemu_core::Kernel`]; its inherent methods build worlds
 //! (NICs, cables, QEMU opening taps, time passing, how a kernel race ends) and inject
@@ -24,6 +25,7 @@ mod ops;
 mod routes;
 mod sim;
 mod state;
+pub mod surprise;
 mod sysctls;
 mod tmpfs;
 mod world;

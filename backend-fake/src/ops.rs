@@ -49,6 +49,7 @@ impl Ns {
             Op::NeighDel { dev, ip } => neigh::del(self, dev, *ip),
             Op::TmpfsResize { path, size_bytes } => tmpfs::resize(self, path, *size_bytes),
             Op::SysctlSet { key, value } => sysctls::set(self, key, value),
+            Op::AwaitDad { dev, addresses } => crate::ipv6::await_dad(self, dev, addresses),
         }
     }
 }

@@ -77,6 +77,12 @@ impl SimKernel {
         self.lock().faults.fail_nth(n, errno);
     }
 
+    /// Every `apply` of an operation equal to `op` fails with `errno`, changing nothing,
+    /// until [`SimKernel::clear_faults`]: a refusal that a new attempt does not get past.
+    pub fn refuse(&self, op: &Op, errno: i32) {
+        self.lock().faults.refuse(op.clone(), errno);
+    }
+
     /// After `n` more successful mutating calls (0: at once), every call (`apply`,
     /// `dump`, reads) fails with [`env_qemu_core::ErrorKind::Unavailable`] until
     /// [`SimKernel::revive`]. The state stays as the last success left it.
@@ -84,7 +90,8 @@ impl SimKernel {
         self.lock().faults.crash_after(n);
     }
 
-    /// Disarms every fault still pending (scheduled failures, a crash yet to happen). A
+    /// Disarms every fault still pending (scheduled failures, refused operations, a crash
+    /// yet to happen). A
     /// crash that already happened lasts until [`SimKernel::revive`].
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
@@ -142,10 +149,7 @@ impl Kernel for SimKernel {
     async fn apply(&self, op: &Op) -> Result<(), KernelError> {
         let mut w = self.lock();
         w.faults.refuse_if_crashed(op.object())?;
-        if !op.is_mutation() {
-            return w.ns.apply(op);
-        }
-        if let Some(errno) = w.faults.next_call() {
+        if let Some(errno) = w.faults.next_call(op) {
             let detail = format!("injected fault ({})", errno_name(errno));
             return Err(KernelError::from_errno(errno, op.object(), Some(detail)));
         }

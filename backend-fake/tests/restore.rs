@@ -114,11 +114,44 @@ proptest! {
         });
     }
 
-    /// 2: a failure injected at any operation of a command leaves the state that command
-    /// found, and the error names the operation; the sequence then goes on and still
+    /// 2: a refusal the kernel does not repeat, at any operation of a command: a fresh dump
+    /// and a new plan get past it, the command reaches its goal, and the sequence still
     /// restores everything.
     #[test]
-    fn failures_roll_back_exactly((w, cmds) in sequence(), at in any::<prop::sample::Index>(), nth in 1usize..24) {
+    fn one_time_refusals_are_overcome((w, cmds) in sequence(), at in any::<prop::sample::Index>(), nth in 1usize..24) {
+        runtime().block_on(async {
+            let sim = build(&w);
+            let initial = full_state(&sim).await;
+            let store = MemoryStore::new();
+            let k = at.index(cmds.len());
+            let mut model = run_checked(&w, &sim, &store, &cmds[..k]).await;
+            let c = cmds[k];
+            let expect = model.expect(&w, c);
+            sim.fail_nth(nth, libc::EBUSY);
+            let got = run(&sim, &store, c, &mut noop()).await;
+            sim.clear_faults();
+            if let (Some(expect), Some(got)) = (expect, got) {
+                assert!(expect.matches(&got), "{c:?}: expected {expect:?}, got {got:?}");
+                if expect == Expect::Ok {
+                    model.apply(c);
+                }
+            }
+            for &c in &cmds[k + 1..] {
+                if let (Some(Expect::Ok), Some(Ok(()))) = (model.expect(&w, c), run(&sim, &store, c, &mut noop()).await) {
+                    model.apply(c);
+                }
+            }
+            finish(&sim, &store, &model).await;
+            assert_eq!(full_state(&sim).await, initial);
+        });
+    }
+
+    /// 2b: an operation the kernel refuses every time, anywhere in a command's plan: `start`
+    /// and `add` go back, and what they say ("nothing was changed") is what a full dump
+    /// shows; `stop` and `del` never go back, report what still differs, and leave the
+    /// NIC carrying its addresses; once the refusal ends, `stop` restores everything.
+    #[test]
+    fn lasting_refusals_end_where_the_report_says((w, cmds) in sequence(), at in any::<prop::sample::Index>(), pick in any::<prop::sample::Index>()) {
         runtime().block_on(async {
             let sim = build(&w);
             let initial = full_state(&sim).await;
@@ -126,35 +159,50 @@ proptest! {
             let k = at.index(cmds.len());
             let model = run_checked(&w, &sim, &store, &cmds[..k]).await;
             let c = cmds[k];
+            let Some(op) = planned_op(&sim, &store, c, pick).await else {
+                return;
+            };
             let before = full_state(&sim).await;
             let saved = store.load().unwrap();
-            sim.fail_nth(nth, libc::EBUSY);
+            sim.refuse(&op, libc::EBUSY);
             let got = run(&sim, &store, c, &mut noop()).await;
-            sim.clear_faults();
             let mut model = model;
             match got {
-                Some(Err(CommandError::Exec(e))) => {
-                    assert!(e.rolled_back(), "{e}");
-                    let msg = e.to_string();
-                    assert!(msg.contains(&e.op.to_string()) && msg.contains(&e.op.object()), "{msg}");
-                    assert_eq!(e.kernel_error().map(|k| k.errno), Some(Some(libc::EBUSY)));
-                    assert_eq!(full_state(&sim).await, before, "{c:?} failed at step {} of {}", e.step, e.of);
-                    let after = store.load().unwrap();
-                    assert_eq!(after.as_ref().map(|s| (&s.phase, &s.taps)), saved.as_ref().map(|s| (&s.phase, &s.taps)));
-                }
                 Some(Ok(())) => model.apply(c),
-                Some(Err(_)) | None => {}
-            }
-            let model = {
-                let mut m = model;
-                for &c in &cmds[k + 1..] {
-                    if let (Some(Expect::Ok), Some(Ok(()))) = (m.expect(&w, c), run(&sim, &store, c, &mut noop()).await) {
-                        m.apply(c);
+                Some(Err(CommandError::Unreached(u))) => {
+                    let msg = u.to_string();
+                    assert!(msg.contains(&op.to_string()), "the report names the refused step: {msg}");
+                    let now = full_state(&sim).await;
+                    if u.nothing_changed() {
+                        assert!(msg.contains("nothing was changed"), "{msg}");
+                        assert_eq!(now, before, "{c:?} said nothing was changed:\n{msg}");
+                        let after = store.load().unwrap();
+                        assert_eq!(after.as_ref().map(|s| (&s.phase, &s.taps)), saved.as_ref().map(|s| (&s.phase, &s.taps)));
+                    } else {
+                        assert!(!msg.contains("nothing was changed"), "{msg}");
+                        assert!(!u.residual().is_empty(), "{msg}");
+                        assert!(store.load().unwrap().is_some(), "an unfinished command keeps the state");
+                    }
+                    if let Cmd::Stop { .. } = c {
+                        // Never back to the bridged state, and no address of the host lost:
+                        // each one is where it was, or already back on the NIC.
+                        assert!(!u.nothing_changed());
+                        let net = sim.net();
+                        for a in before.net.addresses.iter().filter(|a| a.scope != env_qemu_core::model::AddrScope::Link) {
+                            assert!(net.addresses.iter().any(|b| b.ip == a.ip), "stop lost {a}:\n{msg}");
+                        }
                     }
                 }
-                m
-            };
-            finish(&sim, &store, &model).await;
+                other => panic!("{c:?}: {other:?}"),
+            }
+            sim.clear_faults();
+            // `stop` after the refusal ends finishes whatever is left.
+            if store.load().unwrap().is_some() {
+                let r = run(&sim, &store, Cmd::Stop { force: true }, &mut noop()).await;
+                assert!(matches!(r, Some(Ok(()))), "stop after the refusal ended: {r:?}");
+            }
+            close_all_taps(&sim);
+            assert!(store.load().unwrap().is_none());
             assert_eq!(full_state(&sim).await, initial);
         });
     }
@@ -230,7 +278,7 @@ proptest! {
                 let initial = initial.clone();
                 let mut prev = initial.clone();
                 move |e: Event<'_>| {
-                    let Event::Applied { step, of, op } = e else { return };
+                    let Event::Applied { step, of, op, .. } = e else { return };
                     let now = sim.net();
                     let mut found = blackouts(&initial, &now);
                     found.extend(traffic::stalls(&initial, &nic, &now, &sim));
@@ -291,4 +339,31 @@ fn blackouts(initial: &NetState, now: &NetState) -> Vec<String> {
         }
     }
     out
+}
+
+/// The operation at `pick` among those `c` applies when nothing goes wrong (run on a copy
+/// of the kernel and the store), or `None` if it applies none.
+async fn planned_op(
+    sim: &SimKernel,
+    store: &MemoryStore,
+    c: Cmd,
+    pick: prop::sample::Index,
+) -> Option<Op> {
+    let copy = sim.fork();
+    let saved = MemoryStore::new();
+    if let Some(s) = store.load().unwrap() {
+        saved.save(&s).unwrap();
+    }
+    let ops = Arc::new(Mutex::new(Vec::<Op>::new()));
+    let mut record = {
+        let ops = ops.clone();
+        move |e: Event<'_>| {
+            if let Event::Applied { op, .. } = e {
+                ops.lock().unwrap().push(op.clone());
+            }
+        }
+    };
+    let _ = run(&copy, &saved, c, &mut record).await;
+    let ops = ops.lock().unwrap().clone();
+    (!ops.is_empty()).then(|| ops[pick.index(ops.len())].clone())
 }

@@ -66,3 +66,43 @@ async fn base_message(nl: &Netlink, address: &Address) -> Result<AddressMessage,
         .push(AddressAttribute::Address(address.ip));
     Ok(message)
 }
+
+/// How long [`await_dad`] waits for the kernel's DAD work to run. It is queued at once
+/// when an address is added; only a machine stalled for this long would miss it.
+const DAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Polls `dev`'s addresses until none of `ips` is `tentative`: the kernel's DAD work for
+/// them has run (with `accept_dad` off it completes at once).
+pub(crate) async fn await_dad(
+    worker: &crate::netns::NsWorker,
+    dev: &env_qemu_core::model::IfName,
+    ips: &[IpAddr],
+) -> Result<(), Failure> {
+    use env_qemu_core::model::{AddrFlag, DumpFilter};
+    let filter = DumpFilter {
+        addresses: true,
+        ..DumpFilter::links(&[dev])
+    };
+    let deadline = std::time::Instant::now() + DAD_WAIT;
+    loop {
+        let state = crate::dump::filtered::net_state(worker, &filter).await?;
+        if state.link(dev).is_none() {
+            return Err(Failure::errno(libc::ENODEV, None));
+        }
+        let pending = state
+            .addresses_of(dev)
+            .any(|a| ips.contains(&a.ip) && a.has(AddrFlag::Tentative));
+        if !pending {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Failure::errno(
+                libc::ETIMEDOUT,
+                format!("addresses still tentative after {} s", DAD_WAIT.as_secs()),
+            ));
+        }
+        // The caller's thread only: the netlink socket is driven by the namespace worker's
+        // own runtime, and a runtime without a time driver can call this too.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

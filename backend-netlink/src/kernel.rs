@@ -99,6 +99,9 @@ impl NetlinkKernel {
                     .run(move |_| sysctl::write(&key, &value))
                     .await?
             }
+            Op::AwaitDad { dev, addresses } => {
+                addresses::await_dad(&self.worker, dev, addresses).await
+            }
         }
     }
 }

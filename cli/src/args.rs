@@ -13,9 +13,12 @@ The seed workflow:
 
   env-qemu run -- qemu-system-x86_64 ...   # start, run QEMU, stop when it exits
 
-Exit codes: 0 ok, 1 kernel error (rolled back), 2 usage (malformed name or size),
-3 not found, 4 conflict or refused object (already started, not a tap, in another bridge…),
-5 permission denied, 6 unreadable state file.";
+Exit codes: 0 ok (the result verified by a dump), 1 kernel error (went back: a dump shows
+nothing changed), 2 usage (malformed name or size), 3 not found, 4 conflict or refused
+object (already started, not a tap, in another bridge…), 5 permission denied,
+6 unreadable state file, 7 unfinished: a dump shows the network differs from both the
+goal and what the command found (each difference is printed with the command that fixes
+it; `env-qemu stop` finishes the job).";
 
 /// Put QEMU/KVM guests directly on the host's LAN through a Linux bridge, and bring the
 /// host's network back exactly as it was.

@@ -17,6 +17,9 @@ pub enum Code {
     Conflict = 4,
     Permission = 5,
     State = 6,
+    /// The command could not reach its goal nor go back to what it found: the network
+    /// differs from both, and the differences were printed.
+    Unfinished = 7,
 }
 
 #[derive(Debug)]
@@ -87,7 +90,10 @@ impl From<CommandError> for Failure {
             }
             CommandError::Plan(_) => Code::Conflict,
             CommandError::Observe(k) => kernel_code(k),
-            CommandError::Exec(x) => x.kernel_error().map_or(Code::State, kernel_code),
+            CommandError::Unreached(u) if u.nothing_changed() => {
+                u.kernel_error().map_or(Code::Kernel, kernel_code)
+            }
+            CommandError::Unreached(_) => Code::Unfinished,
             CommandError::Store(s) => store_code(s),
         };
         Failure::new(code, e.to_string())

@@ -20,16 +20,35 @@ impl Out {
                 return;
             }
             match e {
-                Event::Applied { step, of, op } => {
+                Event::Round { round, goal, steps } if round > 1 => line(format_args!(
+                    "  re-planned from a fresh dump: {steps} step(s) toward {goal}"
+                )),
+                Event::Round { .. } => {}
+                Event::Applied {
+                    round,
+                    step,
+                    of,
+                    op,
+                } => {
                     if self.verbose {
-                        line(format_args!("  [{step}/{of}] {op}"));
+                        line(format_args!("  [{round}.{step}/{of}] {op}"));
                     } else {
                         line(format_args!("  {op}"));
                     }
                 }
-                Event::Undone { op } => line(format_args!("  undo: {op}")),
-                Event::UndoFailed { op, error } => {
-                    line(format_args!("  undo failed: {op}: {error}"));
+                Event::AlreadyDone { op, error, .. } => line(format_args!(
+                    "  {op}: already so (the kernel said: {})",
+                    error.kind_words()
+                )),
+                Event::Failed { op, error, .. } => {
+                    line(format_args!("  refused: {op}: {error}"));
+                }
+                Event::Verified { goal, differences } => {
+                    if self.verbose {
+                        line(format_args!(
+                            "  dump compared with {goal}: {differences} difference(s)"
+                        ));
+                    }
                 }
             }
         }

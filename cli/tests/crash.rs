@@ -51,9 +51,11 @@ enum KillAt {
     Step { permille: u64, jitter: Duration },
 }
 
-/// `-v` prints `  [k/of] op`: the step numbers.
+/// `-v` prints `  [round.k/of] op`: the step numbers.
 fn step_of(line: &str) -> Option<(usize, usize)> {
     let inner = line.trim_start().strip_prefix('[')?.split(']').next()?;
+    // `[ROUND.STEP/OF]`: only the first round's steps count here.
+    let inner = inner.strip_prefix("1.")?;
     let (k, of) = inner.split_once('/')?;
     Some((k.parse().ok()?, of.parse().ok()?))
 }

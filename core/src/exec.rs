@@ -1,57 +1,88 @@
-//! The executor: applies a plan step by step, journalling each step before it runs; on the
-//! first failure it applies the undos of the steps already done, in reverse, and reports the
-//! failed step together with every undo that failed too (it never stops at the first).
+//! The executor: applies one round of a plan step by step, journalling each step before it
+//! runs. A step the kernel refuses is looked at again: if what it is for already holds (a
+//! deletion of something absent, an addition of something identical already there), it
+//! counts as done; otherwise the round ends there and [`crate::converge`] decides what
+//! comes next from a fresh observation.
 
 use std::fmt;
 
 use crate::kernel::{Kernel, KernelError};
+use crate::observe::observe_for;
 use crate::op::Op;
 use crate::plan::Plan;
 use crate::state::JournalEntry;
 use crate::store::StoreError;
+use crate::verify::holds;
 
-/// Receives each step before it runs. A failure here aborts the plan before that step.
+/// Receives each step before it runs. A failure here ends the round before that step.
 pub trait Journal: Send {
     fn record(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
 }
 
-/// What the executor reports as it goes (progress output, step-by-step invariant checks).
+/// What the executor and the convergence loop report as they go (progress output,
+/// step-by-step invariant checks in tests).
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
-    Applied { step: usize, of: usize, op: &'a Op },
-    Undone { op: &'a Op },
-    UndoFailed { op: &'a Op, error: &'a KernelError },
+    /// A round begins: round 1 runs the first plan, later rounds a plan made again from a
+    /// fresh observation, toward `goal`.
+    Round {
+        round: u32,
+        goal: &'a str,
+        steps: usize,
+    },
+    Applied {
+        round: u32,
+        step: usize,
+        of: usize,
+        op: &'a Op,
+    },
+    /// The kernel refused the step, but a dump shows its purpose holds already.
+    AlreadyDone {
+        round: u32,
+        step: usize,
+        of: usize,
+        op: &'a Op,
+        error: &'a KernelError,
+    },
+    /// The kernel refused the step and its purpose does not hold: the round ends here.
+    Failed {
+        round: u32,
+        step: usize,
+        of: usize,
+        op: &'a Op,
+        error: &'a StepFailure,
+    },
+    /// A dump of the objects the command touches was compared with `goal`.
+    Verified { goal: &'a str, differences: usize },
 }
 
 /// Why a step did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StepFailure {
     #[error(transparent)]
     Kernel(#[from] KernelError),
     #[error("could not journal it: {0}")]
-    Journal(#[from] StoreError),
+    Journal(String),
 }
 
-/// A plan that failed at `step` and was rolled back, completely or not.
-#[derive(Debug)]
-pub struct ExecError {
+impl From<StoreError> for StepFailure {
+    fn from(e: StoreError) -> Self {
+        StepFailure::Journal(e.to_string())
+    }
+}
+
+/// A step that failed, and where.
+#[derive(Debug, Clone)]
+pub struct StepError {
     pub command: String,
+    pub round: u32,
     pub step: usize,
     pub of: usize,
     pub op: Op,
     pub cause: StepFailure,
-    /// Undos that ran fine.
-    pub undone: usize,
-    /// Undos that failed: the state is neither before nor after the command.
-    pub undo_errors: Vec<(Op, KernelError)>,
 }
 
-impl ExecError {
-    /// True when the rollback left everything as the command found it.
-    pub fn rolled_back(&self) -> bool {
-        self.undo_errors.is_empty()
-    }
-
+impl StepError {
     pub fn kernel_error(&self) -> Option<&KernelError> {
         match &self.cause {
             StepFailure::Kernel(k) => Some(k),
@@ -60,104 +91,112 @@ impl ExecError {
     }
 }
 
-impl fmt::Display for ExecError {
+impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}: step {}/{} `{}` failed: {}",
             self.command, self.step, self.of, self.op, self.cause
-        )?;
-        if self.rolled_back() {
-            write!(
-                f,
-                "\n{}: rolled back the {} step(s) done before it: nothing was changed",
-                self.command, self.undone
-            )
-        } else {
-            write!(f, "\n{}: the rollback failed too:", self.command)?;
-            for (op, e) in &self.undo_errors {
-                write!(f, "\n  `{op}`: {e}")?;
-            }
-            write!(
-                f,
-                "\n{}: run `env-qemu stop` to bring back the saved state",
-                self.command
-            )
-        }
+        )
     }
 }
 
-impl std::error::Error for ExecError {}
+/// Where a round runs: which command, which round.
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    pub command: &'a str,
+    pub round: u32,
+}
 
-/// Applies `plan` through `kernel`. See the module documentation.
+/// What a round did.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    /// Steps that changed the kernel.
+    pub applied: usize,
+    /// The step that ended the round early, if one did.
+    pub failed: Option<StepError>,
+}
+
+/// Applies `plan` through `kernel` until its end or its first step that fails without its
+/// purpose holding.
 pub async fn execute(
     kernel: &dyn Kernel,
     plan: &Plan,
-    command: &str,
+    at: Round<'_>,
     journal: &mut dyn Journal,
     observer: &mut (dyn FnMut(Event<'_>) + Send),
-) -> Result<(), ExecError> {
+) -> Executed {
     let of = plan.steps.len();
-    for (i, step) in plan.steps.iter().enumerate() {
+    let mut applied = 0;
+    for (i, op) in plan.steps.iter().enumerate() {
+        let (round, step) = (at.round, i + 1);
         let entry = JournalEntry {
-            command: command.to_string(),
-            step: i + 1,
+            command: at.command.to_string(),
+            round,
+            step,
             of,
-            op: step.op.clone(),
-            undo: step.undo.clone(),
+            op: op.clone(),
         };
         let outcome = match journal.record(&entry) {
-            Ok(()) => kernel.apply(&step.op).await.map_err(StepFailure::from),
+            Ok(()) => kernel.apply(op).await.map_err(StepFailure::from),
             Err(e) => Err(StepFailure::from(e)),
         };
-        match outcome {
-            Ok(()) => observer(Event::Applied {
-                step: i + 1,
-                of,
-                op: &step.op,
-            }),
-            Err(cause) => {
-                let (undone, undo_errors) = rollback(kernel, plan, i, observer).await;
-                return Err(ExecError {
-                    command: command.to_string(),
-                    step: i + 1,
+        let cause = match outcome {
+            Ok(()) => {
+                applied += 1;
+                observer(Event::Applied {
+                    round,
+                    step,
                     of,
-                    op: step.op.clone(),
-                    cause,
-                    undone,
-                    undo_errors,
+                    op,
                 });
+                continue;
             }
-        }
+            Err(StepFailure::Kernel(error)) => {
+                if purpose_holds(kernel, op).await {
+                    observer(Event::AlreadyDone {
+                        round,
+                        step,
+                        of,
+                        op,
+                        error: &error,
+                    });
+                    continue;
+                }
+                StepFailure::Kernel(error)
+            }
+            Err(journal) => journal,
+        };
+        observer(Event::Failed {
+            round,
+            step,
+            of,
+            op,
+            error: &cause,
+        });
+        return Executed {
+            applied,
+            failed: Some(StepError {
+                command: at.command.to_string(),
+                round,
+                step,
+                of,
+                op: op.clone(),
+                cause,
+            }),
+        };
     }
-    Ok(())
+    Executed {
+        applied,
+        failed: None,
+    }
 }
 
-/// Undoes steps `0..done` in reverse, collecting every failure.
-async fn rollback(
-    kernel: &dyn Kernel,
-    plan: &Plan,
-    done: usize,
-    observer: &mut (dyn FnMut(Event<'_>) + Send),
-) -> (usize, Vec<(Op, KernelError)>) {
-    let mut undone = 0;
-    let mut errors = Vec::new();
-    for step in plan.steps[..done].iter().rev() {
-        for undo in &step.undo {
-            match kernel.apply(undo).await {
-                Ok(()) => {
-                    undone += 1;
-                    observer(Event::Undone { op: undo });
-                }
-                Err(e) => {
-                    observer(Event::UndoFailed {
-                        op: undo,
-                        error: &e,
-                    });
-                    errors.push((undo.clone(), e));
-                }
-            }
-        }
+/// Whether a dump of what `op` touches shows its purpose holding. A kernel that cannot be
+/// read says no.
+async fn purpose_holds(kernel: &dyn Kernel, op: &Op) -> bool {
+    match observe_for(kernel, op).await {
+        Ok(live) => holds(op, &live),
+        Err(_) => false,
     }
-    (undone, errors)
 }

@@ -133,6 +133,16 @@ impl KernelError {
     }
 }
 
+impl KernelError {
+    /// The refusal in a few words with its errno: `not found (ESRCH)`.
+    pub fn kind_words(&self) -> String {
+        match self.errno {
+            Some(e) => format!("{} ({})", self.kind.words(), errno_name(e)),
+            None => self.kind.words().to_string(),
+        }
+    }
+}
+
 impl fmt::Display for KernelError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.object, self.kind.words())?;

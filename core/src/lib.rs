@@ -8,6 +8,7 @@
 //! live state.
 
 pub mod commands;
+pub mod converge;
 pub mod exec;
 pub mod kernel;
 pub mod model;
@@ -16,6 +17,7 @@ pub mod op;
 pub mod plan;
 pub mod state;
 pub mod store;
+pub mod verify;
 
 pub use kernel::{ErrorKind, Kernel, KernelError};
 pub use op::{LinkChange, LinkSpec, Op};

@@ -1,11 +1,12 @@
 //! Reading a [`Snapshot`]: the dump plus the sysctls and tmpfs a plan may touch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::kernel::{ErrorKind, Kernel, KernelError};
 use crate::model::{
     DumpFilter, IfName, Knob, NetState, NudState, Snapshot, SysctlKey, SysctlValue,
 };
+use crate::op::Op;
 
 const KNOBS: [Knob; 3] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf, Knob::Ipv6AcceptDad];
 
@@ -88,4 +89,85 @@ pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
     out.neighbours
         .retain(|n| &n.dev == uplink && n.state == NudState::Permanent);
     out
+}
+
+/// The part of a namespace a command reads, plans from and verifies: links (and their
+/// addresses and routes) through a [`DumpFilter`], the IPv6 knobs and neighbour entries of
+/// some devices, one tmpfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub filter: DumpFilter,
+    /// Devices whose IPv6 knobs are read.
+    pub sysctls: Vec<IfName>,
+    /// Devices whose neighbour entries are read.
+    pub neighbours: Vec<IfName>,
+    pub tmpfs: Option<PathBuf>,
+}
+
+impl Scope {
+    /// Everything about `devs`: links, addresses, routes, knobs and neighbour entries.
+    pub fn devices(devs: &[&IfName]) -> Scope {
+        Scope {
+            filter: DumpFilter::devices(devs),
+            sysctls: devs.iter().map(|d| (*d).clone()).collect(),
+            neighbours: devs.iter().map(|d| (*d).clone()).collect(),
+            tmpfs: None,
+        }
+    }
+
+    /// What must be read to tell whether `op`'s purpose holds.
+    pub fn of_op(op: &Op) -> Scope {
+        match op {
+            Op::LinkAdd { spec } => Scope::devices(&[spec.name()]),
+            Op::LinkDel { name } | Op::LinkSet { name, .. } => Scope::devices(&[name]),
+            Op::AddrAdd { address } | Op::AddrDel { address } => Scope::devices(&[&address.dev]),
+            Op::RouteAdd { route }
+            | Op::RouteReplace { route }
+            | Op::RouteAppend { route }
+            | Op::RouteDel { route } => match &route.dev {
+                Some(dev) => Scope::devices(&[dev]),
+                None => Scope {
+                    filter: DumpFilter {
+                        tables: vec![route.table],
+                        ..DumpFilter::default()
+                    },
+                    ..Scope::default()
+                },
+            },
+            Op::NeighReplace { dev, .. } | Op::NeighDel { dev, .. } => Scope::devices(&[dev]),
+            Op::AwaitDad { dev, .. } => Scope {
+                filter: DumpFilter {
+                    addresses: true,
+                    ..DumpFilter::links(&[dev])
+                },
+                ..Scope::default()
+            },
+            Op::TmpfsResize { path, .. } => Scope {
+                tmpfs: Some(path.clone()),
+                ..Scope::default()
+            },
+            Op::SysctlSet { key, .. } => Scope {
+                filter: DumpFilter::links(&[&key.dev]),
+                sysctls: vec![key.dev.clone()],
+                ..Scope::default()
+            },
+        }
+    }
+}
+
+/// Reads `scope`.
+pub async fn observe_scope(kernel: &dyn Kernel, scope: &Scope) -> Result<Snapshot, KernelError> {
+    let devs: Vec<&IfName> = scope.sysctls.iter().collect();
+    let mut snap = observe_filtered(kernel, &scope.filter, &devs, scope.tmpfs.as_deref()).await?;
+    for dev in &scope.neighbours {
+        if snap.net.link(dev).is_some() {
+            observe_neighbours(kernel, &mut snap, dev).await?;
+        }
+    }
+    Ok(snap)
+}
+
+/// What `op` touches, read now.
+pub async fn observe_for(kernel: &dyn Kernel, op: &Op) -> Result<Snapshot, KernelError> {
+    observe_scope(kernel, &Scope::of_op(op)).await
 }

@@ -117,6 +117,16 @@ pub enum Op {
         key: SysctlKey,
         value: String,
     },
+    /// Waits until the kernel has decided duplicate address detection for these IPv6
+    /// addresses of `dev` (none `tentative` any more). DAD starts asynchronously after an
+    /// address is added and reads `accept_dad` only then: an address added while DAD is
+    /// switched off, whose DAD work runs after `accept_dad` is switched back on, sits
+    /// `tentative` (unusable) for a second or more. A plan waits here before switching it
+    /// back on. Changes nothing.
+    AwaitDad {
+        dev: IfName,
+        addresses: Vec<IpAddr>,
+    },
 }
 
 impl Op {
@@ -136,12 +146,8 @@ impl Op {
             }
             Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
             Op::SysctlSet { key, .. } => key.to_string(),
+            Op::AwaitDad { dev, .. } => format!("duplicate address detection on {dev}"),
         }
-    }
-
-    /// Whether the operation changes a kernel (all do; kept for symmetry with reads).
-    pub fn is_mutation(&self) -> bool {
-        true
     }
 }
 
@@ -254,6 +260,14 @@ impl fmt::Display for Op {
                 path.display()
             ),
             Op::SysctlSet { key, value } => write!(f, "sysctl -w {}={value}", key.dotted()),
+            Op::AwaitDad { dev, addresses } => {
+                let ips: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+                write!(
+                    f,
+                    "while ip -6 addr show dev {dev} tentative | grep -qwE '{}'; do sleep 0.01; done",
+                    ips.join("|")
+                )
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! What env-qemu remembers between commands: the pre-start snapshot, what it attached, and
-//! the write-ahead journal of the command in flight.
+//! the journal of the command in flight.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,13 +24,19 @@ pub enum Phase {
 /// entry names what may or may not have happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    /// `start`, `add tap0`, `stop`…
+    /// `start`, `add tap0`, `stop`, `start (rollback)`…
     pub command: String,
-    /// 1-based position in the plan.
+    /// 1 for the first plan, more for a plan made again after a surprise.
+    #[serde(default = "first_round")]
+    pub round: u32,
+    /// 1-based position in the round's plan.
     pub step: usize,
     pub of: usize,
     pub op: Op,
-    pub undo: Vec<Op>,
+}
+
+fn first_round() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

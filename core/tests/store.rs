@@ -110,13 +110,13 @@ fn the_lock_serialises_read_modify_write() {
 fn entry(step: usize) -> JournalEntry {
     JournalEntry {
         command: "start".into(),
+        round: 1,
         step,
         of: 3,
         op: Op::LinkSet {
             name: n("eth0"),
             change: LinkChange::Up,
         },
-        undo: vec![],
     }
 }
 

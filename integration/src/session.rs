@@ -128,29 +128,35 @@ impl Session {
     }
 
     pub async fn start(&mut self, req: &StartRequest) -> Result<Plan, CommandError> {
-        with_env!(self, |env| commands::start(&mut env, req))
+        with_env!(self, |env| commands::start(&mut env, req)).map(|r| r.plan)
     }
 
     pub async fn add(&mut self, tap: &str) -> Result<Plan, CommandError> {
         let tap = IfName::new(tap).expect("tap name");
-        with_env!(self, |env| commands::add(&mut env, &tap))
+        with_env!(self, |env| commands::add(&mut env, &tap)).map(|r| r.plan)
     }
 
     pub async fn del(&mut self, tap: &str) -> Result<Plan, CommandError> {
         let tap = IfName::new(tap).expect("tap name");
-        with_env!(self, |env| commands::del(&mut env, &tap))
+        with_env!(self, |env| commands::del(&mut env, &tap)).map(|r| r.plan)
     }
 
     pub async fn stop(&mut self, force: bool) -> Result<Plan, CommandError> {
-        with_env!(self, |env| commands::stop(&mut env, force))
+        with_env!(self, |env| commands::stop(&mut env, force)).map(|r| r.plan)
     }
 }
 
 fn describe(e: Event<'_>) -> String {
     match e {
         Event::Applied { op, .. } => op.to_string(),
-        Event::Undone { op } => format!("(undo) {op}"),
-        Event::UndoFailed { op, error } => format!("(undo failed) {op}: {error}"),
+        Event::Round { round, goal, steps } => {
+            format!("(round {round}: {steps} steps toward {goal})")
+        }
+        Event::AlreadyDone { op, error, .. } => format!("(already so) {op}: {error}"),
+        Event::Failed { op, error, .. } => format!("(refused) {op}: {error}"),
+        Event::Verified { goal, differences } => {
+            format!("(verified {goal}: {differences} differences)")
+        }
     }
 }
 

@@ -8,12 +8,13 @@ pub mod traffic;
 pub mod world;
 
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::commands::{self, CommandError, Env};
+use env_qemu_core::commands::{self, CommandError, Env, Report};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{IfName, NudState, Snapshot};
 use env_qemu_core::observe::observe;
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
+use env_qemu_core::Kernel;
 
 use script::{name, request, Cmd};
 use world::SHM;
@@ -44,13 +45,27 @@ pub async fn run(
     cmd: Cmd,
     observer: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Option<Result<(), CommandError>> {
+    run_on(sim, sim, store, cmd, observer)
+        .await
+        .map(|r| r.map(|_| ()))
+}
+
+/// [`run`] through `kernel` (a [`SimKernel`] or a wrapper around `sim`), returning the
+/// command's report.
+pub async fn run_on(
+    kernel: &dyn Kernel,
+    sim: &SimKernel,
+    store: &dyn StateStore,
+    cmd: Cmd,
+    observer: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Option<Result<Report, CommandError>> {
     let mut env = Env {
-        kernel: sim,
+        kernel,
         store,
         netns: "sim".into(),
         observer,
     };
-    let r = match cmd {
+    Some(match cmd {
         Cmd::Start { uplink, shm_mb } => commands::start(&mut env, &request(uplink, shm_mb)).await,
         Cmd::Add(t) => commands::add(&mut env, &name(t)).await,
         Cmd::Del(t) => commands::del(&mut env, &name(t)).await,
@@ -63,8 +78,7 @@ pub async fn run(
             let _ = sim.close_tap(&name(script::Target::Tap(t)));
             return None;
         }
-    };
-    Some(r.map(|_| ()))
+    })
 }
 
 /// The store of a process that dies with the kernel connection: once `sim` has crashed,

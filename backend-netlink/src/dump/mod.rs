@@ -2,7 +2,7 @@
 //! [`NetState`].
 
 pub(crate) mod addresses;
-mod filtered;
+pub(crate) mod filtered;
 pub(crate) mod links;
 pub(crate) mod routes;
 mod tun;

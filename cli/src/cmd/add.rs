@@ -15,8 +15,8 @@ pub async fn run(ctx: &Ctx, out: Out, tap: &str, attach: bool) -> Result<(), Fai
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);
     if attach {
-        let plan = commands::add(&mut env, &tap).await?;
-        if plan.is_empty() {
+        let report = commands::add(&mut env, &tap).await?;
+        if report.plan.is_empty() {
             out.say(format!("env-qemu: {tap} is already on {}", ctx.bridge));
         } else {
             out.say(format!("env-qemu: {tap} attached to {}", ctx.bridge));

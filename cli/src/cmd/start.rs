@@ -46,16 +46,39 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
         out.plan(&commands::plan_start(&env, &req).await?);
         return Ok(());
     }
-    let plan = commands::start(&mut env, &req).await?;
-    for n in &plan.notes {
-        out.say(format!("note: {n}"));
-    }
+    let report = commands::start(&mut env, &req).await?;
+    notes(out, &report);
     out.say(format!(
-        "env-qemu: {} bridged on {} in {} ({} operations); attach VMs with `env-qemu add TAP` or QEMU's script=/etc/qemu-ifup",
+        "env-qemu: {} bridged on {} in {} ({} operations); verified by a dump of {}; attach VMs with `env-qemu add TAP` or QEMU's script=/etc/qemu-ifup",
         req.uplink,
         req.bridge,
         ctx.netns_label,
-        plan.steps.len()
+        report.progress.applied,
+        checked(&req),
     ));
     Ok(())
+}
+
+/// What the verifying dump read: the objects the result is claimed for.
+pub fn checked(req: &StartRequest) -> String {
+    let mut s = format!("{} and {}", req.uplink, req.bridge);
+    if let Some(shm) = &req.shm {
+        s.push_str(&format!(" and {}", shm.path.display()));
+    }
+    s
+}
+
+/// The plan's notes, and the surprises met on the way to a verified result.
+pub fn notes(out: Out, report: &commands::Report) {
+    for n in &report.plan.notes {
+        out.say(format!("note: {n}"));
+    }
+    let p = &report.progress;
+    if !p.failures.is_empty() {
+        out.say(format!(
+            "note: {} step(s) were refused on the way (the host changed under env-qemu); re-planned from fresh dumps in {} rounds",
+            p.failures.len(),
+            p.rounds
+        ));
+    }
 }

@@ -17,14 +17,13 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StopArgs) -> Result<(), Failure> {
         out.plan(&plan);
         return Ok(());
     }
-    let plan = commands::stop(&mut env, a.force).await?;
-    for n in &plan.notes {
-        out.say(format!("note: {n}"));
-    }
+    let report = commands::stop(&mut env, a.force).await?;
+    super::start::notes(out, &report);
     out.say(format!(
-        "env-qemu: {} removed, network restored ({} operations)",
+        "env-qemu: {} removed ({} operations); verified by a dump: {}",
         ctx.bridge,
-        plan.steps.len()
+        report.progress.applied,
+        report.progress.goal.describe()
     ));
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! Why a command did nothing, or did not finish.
 
-use crate::exec::ExecError;
+use std::fmt;
+
+use crate::converge::Progress;
+use crate::exec::StepError;
 use crate::kernel::KernelError;
 use crate::model::IfName;
 use crate::plan::PlanError;
 use crate::state::Phase;
 use crate::store::StoreError;
+use crate::verify::Difference;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -21,14 +25,115 @@ pub enum CommandError {
     Plan(#[from] PlanError),
     #[error("reading the current state: {0}")]
     Observe(#[from] KernelError),
+    /// The command could not reach its goal; see [`Unreached`].
     #[error(transparent)]
-    Exec(Box<ExecError>),
+    Unreached(Box<Unreached>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl From<ExecError> for CommandError {
-    fn from(e: ExecError) -> Self {
-        CommandError::Exec(Box::new(e))
+impl From<Unreached> for CommandError {
+    fn from(u: Unreached) -> Self {
+        CommandError::Unreached(Box::new(u))
+    }
+}
+
+/// A command that did not reach its goal: what it tried, whether it went back to the
+/// state it found, and what a dump shows still differs.
+#[derive(Debug)]
+pub struct Unreached {
+    /// `start`, `stop`, `add tap0`…
+    pub command: String,
+    /// Toward the command's goal.
+    pub forward: Progress,
+    /// Back toward the state the command found, for commands that go back (`start`,
+    /// `add`); `stop` and `del` never go back.
+    pub back: Option<Progress>,
+    /// What `stop` (or the next command) is to do about it.
+    pub next: String,
+}
+
+impl Unreached {
+    /// True when a dump proved the command went back to exactly what it found.
+    pub fn nothing_changed(&self) -> bool {
+        self.back.as_ref().is_some_and(Progress::reached)
+    }
+
+    /// The refused step that started it, if a step was refused.
+    pub fn cause(&self) -> Option<&StepError> {
+        self.forward.first_failure()
+    }
+
+    /// The kernel's refusal behind it, for the exit code.
+    pub fn kernel_error(&self) -> Option<&KernelError> {
+        self.cause().and_then(StepError::kernel_error)
+    }
+
+    /// What still differs from where the command ended up aiming: the found state if it
+    /// went back, else its goal.
+    pub fn residual(&self) -> &[Difference] {
+        match &self.back {
+            Some(b) => &b.residual,
+            None => &self.forward.residual,
+        }
+    }
+}
+
+impl fmt::Display for Unreached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.command;
+        let fwd = &self.forward;
+        match (self.cause(), &fwd.stopped) {
+            (Some(e), _) => write!(f, "{e}")?,
+            (None, Some(why)) => write!(f, "{c}: {why}")?,
+            (None, None) => write!(f, "{c}: did not reach its goal")?,
+        }
+        write!(
+            f,
+            "\n{c}: {} after {} round(s) did not reach {}",
+            plural(fwd.applied, "change"),
+            fwd.rounds,
+            fwd.goal.describe()
+        )?;
+        if let Some(why) = fwd.stopped.as_ref().filter(|_| self.cause().is_some()) {
+            write!(f, " ({why})")?;
+        }
+        let last = match &self.back {
+            Some(b) if b.reached() => {
+                return write!(
+                    f,
+                    "\n{c}: went back ({}); a dump shows {}: nothing was changed",
+                    plural(b.applied, "change"),
+                    b.goal.describe()
+                );
+            }
+            Some(b) => {
+                write!(
+                    f,
+                    "\n{c}: going back did not reach {} either",
+                    b.goal.describe()
+                )?;
+                b
+            }
+            None => fwd,
+        };
+        write!(f, "\n{c}: a dump shows what still differs:")?;
+        for d in &last.residual {
+            write!(f, "\n  - {d}")?;
+            for op in &d.fix {
+                write!(f, "\n      fix: {op}")?;
+            }
+        }
+        write!(f, "\n{c}: {}", self.next)
+    }
+}
+
+impl std::error::Error for Unreached {}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }

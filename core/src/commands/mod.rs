@@ -1,5 +1,6 @@
-//! The commands as whole transactions: observe, plan, persist, execute, record. The CLI and
-//! the property tests drive env-qemu through these, so both exercise the same paths.
+//! The commands as whole transactions: observe, plan, persist, converge, verify, record.
+//! The CLI and the property tests drive env-qemu through these, so both exercise the same
+//! paths.
 
 mod error;
 mod journal;
@@ -7,13 +8,15 @@ mod start;
 mod stop;
 mod tap;
 
-pub use error::CommandError;
+pub use error::{CommandError, Unreached};
 pub use start::{ensure_not_started, plan as plan_start, start};
 pub use stop::{plan as plan_stop, stop};
 pub use tap::{add, del};
 
+use crate::converge::Progress;
 use crate::exec::Event;
 use crate::kernel::Kernel;
+use crate::plan::Plan;
 use crate::state::{Phase, State};
 use crate::store::StateStore;
 
@@ -24,6 +27,14 @@ pub struct Env<'a> {
     /// The identity of the namespace `kernel` acts on (see [`State::netns`]).
     pub netns: String,
     pub observer: &'a mut (dyn FnMut(Event<'_>) + Send),
+}
+
+/// What a command that reached its goal did: its first plan (what `--dry-run` showed) and
+/// how it converged, verified by a dump.
+#[derive(Debug)]
+pub struct Report {
+    pub plan: Plan,
+    pub progress: Progress,
 }
 
 /// Loads the state a command other than `start` needs, refusing one from another namespace.

@@ -1,7 +1,9 @@
-//! `start`: snapshot, plan, save the snapshot, then apply.
+//! `start`: snapshot, plan, save the snapshot, then converge on the bridged state; if it
+//! cannot be reached, converge back on the snapshot.
 
-use super::journal::execute_journalled;
-use super::{CommandError, Env};
+use super::journal::{converge_journalled, Record};
+use super::{CommandError, Env, Report, Unreached};
+use crate::converge::Goal;
 use crate::model::DumpFilter;
 use crate::observe::{observe_filtered, observe_neighbours, scoped};
 use crate::plan::{plan_start, Plan, StartRequest};
@@ -69,7 +71,7 @@ pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), Com
     }
 }
 
-pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
+pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, CommandError> {
     ensure_not_started(env.store, &env.netns)?;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
     let snap = observe_start(env, req, shm).await?;
@@ -77,20 +79,41 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Plan, Comman
 
     // The snapshot is on disk before the first change: from here on, a crash at any
     // instant leaves something `stop` recovers from.
-    let mut state = State::new(env.netns.clone(), req.clone(), scoped(&snap, &req.uplink));
+    let pre = scoped(&snap, &req.uplink);
+    let mut state = State::new(env.netns.clone(), req.clone(), pre.clone());
     env.store.save(&state)?;
-    match execute_journalled(env, &plan, "start").await {
-        Ok(()) => {
-            state.phase = Phase::Running;
-            state.journal.clear();
-            env.store.save(&state)?;
-            Ok(plan)
-        }
-        Err(e) => {
-            if e.rolled_back() {
-                env.store.remove()?;
-            }
-            Err(e.into())
-        }
+    let goal = Goal::Bridged {
+        pre: pre.clone(),
+        req: req.clone(),
+    };
+    let forward =
+        converge_journalled(env, "start", &goal, Some(plan.clone()), Record::Required).await?;
+    if forward.reached() {
+        state.phase = Phase::Running;
+        state.journal.clear();
+        env.store.save(&state)?;
+        return Ok(Report {
+            plan,
+            progress: forward,
+        });
     }
+    let back = Goal::Restored {
+        pre,
+        req: req.clone(),
+        taps: Vec::new(),
+        force: true,
+    };
+    let back =
+        converge_journalled(env, "start (going back)", &back, None, Record::BestEffort).await?;
+    // Only a verified way back forgets the snapshot; otherwise `stop` finishes the job.
+    if back.reached() {
+        env.store.remove()?;
+    }
+    Err(Unreached {
+        command: "start".into(),
+        forward,
+        back: Some(back),
+        next: "run `env-qemu stop` to bring back the saved state".into(),
+    }
+    .into())
 }

@@ -1,55 +1,54 @@
-//! `stop`: the diff from the live state back to the saved one. Also the recovery after a
-//! crashed or interrupted start, add, del or stop.
+//! `stop`: converge from the live state back on the saved one. Also the recovery after a
+//! crashed or interrupted start, add, del or stop. Never goes back to the bridged state:
+//! what it cannot finish, the next `stop` does.
 
-use super::journal::execute_journalled;
-use super::{load_started, CommandError, Env};
-use crate::model::{DumpFilter, IfName};
-use crate::observe::{observe_filtered, observe_neighbours};
+use super::journal::{converge_journalled, Record};
+use super::{load_started, CommandError, Env, Report, Unreached};
+use crate::converge::Goal;
+use crate::observe::observe_scope;
 use crate::plan::{plan_stop, Plan};
 use crate::state::{Phase, State};
 
 /// The plan `stop` would run now (`--dry-run`), with the state it was computed from.
 pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandError> {
     let state = load_started(env)?;
-    let req = &state.request;
-    let shm = req.shm.as_ref().map(|s| s.path.as_path());
-    // The uplink, the bridge and its ports, the taps env-qemu attached: what the plan
-    // restores or detaches, without reading the other devices and their routes.
-    let mut links: Vec<&IfName> = vec![&req.uplink, &req.bridge];
-    links.extend(state.taps.iter().map(|t| &t.name));
-    let filter = DumpFilter {
-        ports_of: Some(req.bridge.clone()),
-        ..DumpFilter::devices(&links)
-    };
-    let mut live = observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?;
-    for dev in [&req.bridge, &req.uplink] {
-        if live.net.link(dev).is_some() {
-            observe_neighbours(env.kernel, &mut live, dev).await?;
-        }
-    }
-    let plan = plan_stop(&state.pre, req, &state.taps, &live, force)?;
+    let goal = goal(&state, force);
+    let live = observe_scope(env.kernel, &goal.scope()).await?;
+    let plan = plan_stop(&state.pre, &state.request, &state.taps, &live, force)?;
     Ok((plan, state))
 }
 
-pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Plan, CommandError> {
+fn goal(state: &State, force: bool) -> Goal {
+    Goal::Restored {
+        pre: state.pre.clone(),
+        req: state.request.clone(),
+        taps: state.taps.clone(),
+        force,
+    }
+}
+
+pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Report, CommandError> {
     let (plan, mut state) = plan(env, force).await?;
-    let before = state.phase;
     state.phase = Phase::Stopping;
     state.journal.clear();
     env.store.save(&state)?;
-    let result = execute_journalled(env, &plan, "stop").await;
-    match result {
-        Ok(()) => {
-            env.store.remove()?;
-            Ok(plan)
-        }
-        Err(e) => {
-            if e.rolled_back() {
-                state.phase = before;
-                state.journal.clear();
-                env.store.save(&state)?;
-            }
-            Err(e.into())
-        }
+    let goal = goal(&state, force);
+    let progress =
+        converge_journalled(env, "stop", &goal, Some(plan.clone()), Record::Required).await?;
+    if progress.reached() {
+        env.store.remove()?;
+        return Ok(Report { plan, progress });
     }
+    // The state stays: `stop` run again finishes the job.
+    state.journal.clear();
+    env.store.save(&state)?;
+    Err(Unreached {
+        command: "stop".into(),
+        forward: progress,
+        back: None,
+        next:
+            "the saved state is kept: run `env-qemu stop` again to finish, or apply the fixes above"
+                .into(),
+    }
+    .into())
 }

@@ -1,60 +1,110 @@
 //! `add TAP` / `del TAP`, what QEMU's ifup/ifdown scripts call.
 
-use super::journal::execute_journalled;
-use super::{load_started, require_running, CommandError, Env};
+use super::journal::{converge_journalled, Record};
+use super::{load_started, require_running, CommandError, Env, Report, Unreached};
+use crate::converge::Goal;
 use crate::model::{DumpFilter, IfName};
 use crate::observe::observe_filtered;
-use crate::plan::{plan_add, plan_del, Plan};
+use crate::plan::{plan_add, plan_del, TapRecord};
 
-pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> {
+pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError> {
     let mut state = load_started(env)?;
     require_running(&state)?;
     let live = observe_tap(env, &state.request.bridge, tap).await?;
-    let req = &state.request;
-    let (plan, record) = plan_add(&live, &req.bridge, &req.uplink, tap)?;
+    let req = state.request.clone();
+    let (plan, found) = plan_add(&live, &req.bridge, &req.uplink, tap)?;
+    // A tap attached before keeps the record of how it was before that.
+    let record = state
+        .taps
+        .iter()
+        .find(|r| &r.name == tap)
+        .cloned()
+        .unwrap_or(found);
+    let mtu = live.net.link(&req.bridge).map_or(0, |b| b.mtu);
+    let goal = Goal::Attached {
+        req: req.clone(),
+        record: record.clone(),
+        mtu,
+    };
     if plan.is_empty() {
-        return Ok(plan);
+        // Attached already: verified, nothing saved.
+        let progress = converge_journalled(env, "add", &goal, None, Record::Required).await?;
+        return Ok(Report { plan, progress });
     }
     // Saved before the first change, so `del` and `stop --force` know what to put back
     // even if this process dies half-way.
     state.taps.retain(|r| &r.name != tap);
-    state.taps.push(record);
+    state.taps.push(record.clone());
     state.journal.clear();
     env.store.save(&state)?;
     let command = format!("add {tap}");
-    let result = execute_journalled(env, &plan, &command).await;
-    state.journal.clear();
-    match result {
+    let forward =
+        converge_journalled(env, &command, &goal, Some(plan.clone()), Record::Required).await?;
+    if forward.reached() {
         // The saved state is already the one after the add: only its journal goes.
-        Ok(()) => {
-            env.store.clear_journal()?;
-            Ok(plan)
-        }
-        Err(e) => {
-            if e.rolled_back() {
-                state.taps.retain(|r| &r.name != tap);
-            }
-            env.store.save(&state)?;
-            Err(e.into())
-        }
+        env.store.clear_journal()?;
+        return Ok(Report {
+            plan,
+            progress: forward,
+        });
     }
+    let back = Goal::Detached { req, record };
+    let back = converge_journalled(
+        env,
+        &format!("{command} (going back)"),
+        &back,
+        None,
+        Record::BestEffort,
+    )
+    .await?;
+    if back.reached() {
+        state.taps.retain(|r| &r.name != tap);
+    }
+    state.journal.clear();
+    env.store.save(&state)?;
+    Err(Unreached {
+        command,
+        forward,
+        back: Some(back),
+        next: format!("run `env-qemu del {tap}`, or `env-qemu stop --force`"),
+    }
+    .into())
 }
 
-pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Plan, CommandError> {
+pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError> {
     let mut state = load_started(env)?;
     require_running(&state)?;
     let live = observe_tap(env, &state.request.bridge, tap).await?;
+    let req = state.request.clone();
     let record = state.taps.iter().find(|r| &r.name == tap).cloned();
-    let req = &state.request;
     let plan = plan_del(&live, &req.bridge, &req.uplink, tap, record.as_ref())?;
+    // A tap env-qemu did not attach keeps what it has; only its port goes.
+    let record = record.unwrap_or_else(|| {
+        let t = live.net.link(tap).expect("plan_del checked the tap");
+        TapRecord {
+            name: tap.clone(),
+            mtu: t.mtu,
+            up: t.up,
+        }
+    });
+    let goal = Goal::Detached { req, record };
     let command = format!("del {tap}");
-    let result = execute_journalled(env, &plan, &command).await;
+    let progress =
+        converge_journalled(env, &command, &goal, Some(plan.clone()), Record::Required).await?;
     state.journal.clear();
-    if result.is_ok() {
+    if progress.reached() {
         state.taps.retain(|r| &r.name != tap);
+        env.store.save(&state)?;
+        return Ok(Report { plan, progress });
     }
     env.store.save(&state)?;
-    result.map(|()| plan).map_err(Into::into)
+    Err(Unreached {
+        command,
+        forward: progress,
+        back: None,
+        next: format!("run `env-qemu del {tap}` again, or `env-qemu stop --force`"),
+    }
+    .into())
 }
 
 /// The tap and the bridge, links only: `add` and `del` read nothing else, so their cost

@@ -18,6 +18,15 @@ impl MacAddr {
 
     /// The modified EUI-64 interface identifier (RFC 4291 appendix A), which the kernel uses
     /// for the link-local address of an Ethernet-like device (addr_gen_mode eui64).
+    /// The IPv6 link-local address the kernel makes from this MAC (`fe80::/64` plus the
+    /// modified EUI-64, addr_gen_mode eui64).
+    pub fn link_local(&self) -> std::net::Ipv6Addr {
+        let e = self.eui64();
+        std::net::Ipv6Addr::from([
+            0xfe, 0x80, 0, 0, 0, 0, 0, 0, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7],
+        ])
+    }
+
     pub fn eui64(&self) -> [u8; 8] {
         let m = self.0;
         [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]

@@ -16,6 +16,8 @@ pub enum PlanError {
     UplinkUnsupported { name: IfName, kind: String },
     #[error("interface {name} is already a port of {master}; release it first (`ip link set dev {name} nomaster`) or bridge {master} directly")]
     UplinkEnslaved { name: IfName, master: IfName },
+    #[error("interface {0} disappeared while it was being bridged; nothing can be moved from it any more (`ip link` shows what is left)")]
+    UplinkGone(IfName),
     #[error("interface {0} already exists; choose another bridge name with --bridge, or stop what created it")]
     BridgeNameTaken(IfName),
     #[error("bridge name {0} is the uplink's own name; choose another with --bridge")]

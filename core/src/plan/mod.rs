@@ -16,47 +16,21 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, Family, IfName};
+use crate::model::{Address, Family, IfName, Neighbour, Route, Snapshot};
 use crate::op::{LinkChange, Op};
 
 pub use drift::drift;
 pub use error::PlanError;
-pub use start::plan_start;
+pub use start::{plan_bridged, plan_start};
 pub use stop::plan_stop;
-pub use tap::{plan_add, plan_del};
+pub use tap::{plan_add, plan_del, plan_detached};
 
-/// One operation and the operations that undo it, run in order. `undo` is empty only where
-/// a later undo subsumes it (settings of the bridge env-qemu created, which its deletion
-/// removes) or where the operation only fills a cache (neighbour entries). Most undos are one operation; some kernel side effects need two (re-adding a
-/// dynamic IPv6 address and deleting it again leaves its prefix route behind).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub op: Op,
-    pub undo: Vec<Op>,
-}
-
-impl Step {
-    pub fn new(op: Op, undo: Op) -> Step {
-        Step {
-            op,
-            undo: vec![undo],
-        }
-    }
-
-    pub fn with_undo(op: Op, undo: Vec<Op>) -> Step {
-        Step { op, undo }
-    }
-
-    /// A step on something env-qemu created, undone by deleting that thing.
-    pub fn owned(op: Op) -> Step {
-        Step { op, undo: vec![] }
-    }
-}
-
-/// An ordered list of steps, plus notes for the operator (things the plan chose not to do).
+/// An ordered list of operations, plus notes for the operator (things the plan chose not
+/// to do). Plans have no undo of their own: the way back is computed when it is needed,
+/// from the state the kernel is in then (see [`crate::converge`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Plan {
-    pub steps: Vec<Step>,
+    pub steps: Vec<Op>,
     pub notes: Vec<String>,
 }
 
@@ -66,20 +40,11 @@ impl Plan {
     }
 
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
-        self.steps.iter().map(|s| &s.op)
+        self.steps.iter()
     }
 
-    /// The undo operations in the order they would run after the whole plan.
-    pub fn revert(&self) -> Vec<Op> {
-        self.steps
-            .iter()
-            .rev()
-            .flat_map(|s| s.undo.clone())
-            .collect()
-    }
-
-    fn push(&mut self, step: Step) {
-        self.steps.push(step);
+    fn push(&mut self, op: Op) {
+        self.steps.push(op);
     }
 }
 
@@ -90,7 +55,7 @@ impl fmt::Display for Plan {
             writeln!(f, "# {n}")?;
         }
         for s in &self.steps {
-            writeln!(f, "{}", s.op)?;
+            writeln!(f, "{s}")?;
         }
         Ok(())
     }
@@ -119,44 +84,12 @@ pub struct TapRecord {
     pub up: bool,
 }
 
-/// `ip link set dev NAME CHANGE`, undone by `ip link set dev NAME UNDO`.
-fn link_set(name: &IfName, change: LinkChange, undo: LinkChange) -> Step {
-    Step::new(
-        Op::LinkSet {
-            name: name.clone(),
-            change,
-        },
-        Op::LinkSet {
-            name: name.clone(),
-            change: undo,
-        },
-    )
-}
-
-/// Deletes `addrs` in the order given, each undone by adding it back; the undo of the last
-/// IPv4 one also runs `last_v4_undo`, for what the kernel flushes with a device's last
-/// IPv4 address (its remaining IPv4 routes, its ARP entries).
-fn delete_addresses(addrs: &[&Address], last_v4_undo: Vec<Op>) -> Vec<Step> {
-    let last_v4 = addrs.iter().rposition(|a| a.family() == Family::Inet);
-    let mut extra = Some(last_v4_undo);
-    addrs
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let mut undo = vec![Op::AddrAdd {
-                address: (*a).clone(),
-            }];
-            if Some(i) == last_v4 {
-                undo.extend(extra.take().unwrap_or_default());
-            }
-            Step::with_undo(
-                Op::AddrDel {
-                    address: (*a).clone(),
-                },
-                undo,
-            )
-        })
-        .collect()
+/// `ip link set dev NAME CHANGE`.
+fn link_set(name: &IfName, change: LinkChange) -> Op {
+    Op::LinkSet {
+        name: name.clone(),
+        change,
+    }
 }
 
 /// IPv4 primaries before secondaries (the order that keeps each one's role when re-added),
@@ -165,4 +98,37 @@ fn primaries_first<'a>(addrs: impl Iterator<Item = &'a Address>) -> Vec<&'a Addr
     let mut v: Vec<&Address> = addrs.collect();
     v.sort_by_key(|a| a.secondary);
     v
+}
+
+/// The order to delete `addrs` in: the reverse of [`primaries_first`], so secondaries go
+/// before their primary (with promote_secondaries=0 deleting a primary takes its
+/// secondaries along, and their explicit deletion would then find nothing).
+fn deletion_order<'a>(addrs: impl Iterator<Item = &'a Address>) -> Vec<&'a Address> {
+    let mut v = primaries_first(addrs);
+    v.reverse();
+    v
+}
+
+/// The kernel's identity of an address on one device: IPv6 by address alone, IPv4 by
+/// address and prefix length.
+pub fn same_addr(a: &Address, b: &Address) -> bool {
+    a.ip == b.ip && (a.family() == Family::Inet6 || a.prefix_len == b.prefix_len)
+}
+
+/// Two routes the same but for the time they have left (a route's expiry counts down,
+/// like an address's lifetimes): what a restore and a verification compare.
+pub fn same_route(a: &Route, b: &Route) -> bool {
+    a == b
+}
+
+/// The static (`nud permanent`) entries `s` holds for `dev`.
+pub fn statics_of<'a>(s: &'a Snapshot, dev: &'a IfName) -> impl Iterator<Item = &'a Neighbour> {
+    neigh::statics(s, dev)
+}
+
+/// The operation that puts the static entry `n` on its device.
+pub fn put_static(n: &Neighbour) -> Vec<Op> {
+    neigh::put_on(n, &n.dev, crate::model::NudState::Permanent)
+        .into_iter()
+        .collect()
 }

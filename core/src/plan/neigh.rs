@@ -20,12 +20,3 @@ pub(super) fn statics<'a>(s: &'a Snapshot, dev: &'a IfName) -> impl Iterator<Ite
     s.neighbours_of(dev)
         .filter(|n| n.state == NudState::Permanent)
 }
-
-/// The operations that put `dev`'s static IPv4 (ARP) entries of `s` on `to`: what deleting
-/// a device's last IPv4 address flushes.
-pub(super) fn static_arp(s: &Snapshot, dev: &IfName, to: &IfName) -> Vec<Op> {
-    statics(s, dev)
-        .filter(|n| n.ip.is_ipv4())
-        .filter_map(|n| put_on(n, to, NudState::Permanent))
-        .collect()
-}

@@ -1,17 +1,24 @@
 //! `start IFACE`: put IFACE's network onto a new bridge without a blackout.
 //!
-//! The order is the measured zero-loss one (kernel-notes.md): bridge with the NIC's MAC,
-//! STP off → up → the NIC's addresses on the bridge → enslave the NIC → `route replace`
-//! every route onto the bridge → only then delete the NIC's addresses. Deleting the NIC's
-//! last IPv4 address flushes every IPv4 route through it, so the routes must have moved
-//! before.
+//! [`plan_bridged`] is a diff: from whatever state the kernel is in (nothing done yet, or
+//! part of a start done before a surprise) to the bridged state that `start` aims at, so
+//! the same function makes the first plan and every re-plan of the convergence loop.
+//!
+//! The order is the measured zero-loss one (docs/kernel-behaviour.md): bridge with the NIC's
+//! MAC, STP off → up → the NIC's addresses on the bridge → enslave the NIC → `route
+//! replace` every route onto the bridge (routes without a gateway first: they make the
+//! gateways of the others reachable) → only then delete the NIC's addresses. Deleting the
+//! NIC's last IPv4 address flushes every IPv4 route through it, so the routes must have
+//! moved before.
 
 use std::collections::HashMap;
 
-use super::{delete_addresses, neigh, primaries_first, Plan, PlanError, StartRequest, Step};
+use super::{
+    deletion_order, link_set, neigh, primaries_first, same_addr, Plan, PlanError, StartRequest,
+};
 use crate::model::{
-    Address, Family, IfName, Knob, Link, LinkKind, NudState, RouteKey, RouteProtocol, Snapshot,
-    SysctlKey,
+    AddrFlag, Address, Family, IfName, Knob, Link, LinkKind, NudState, Route, RouteKey,
+    RouteProtocol, Snapshot, SysctlKey,
 };
 
 use crate::op::{LinkChange, LinkSpec, Op};
@@ -45,187 +52,281 @@ pub(crate) fn check_uplink<'a>(s: &'a Snapshot, req: &StartRequest) -> Result<&'
     Ok(up)
 }
 
+/// The first plan of `start`, from the pre-start snapshot `s`: refuses what cannot be
+/// bridged, then [`plan_bridged`] from `s` itself.
 pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
-    let up = check_uplink(s, req)?;
-    check_unique_keys(s, &up.name)?;
-    let (nic, br) = (&up.name, &req.bridge);
-    let mut plan = Plan::default();
-    let sysctl = |dev: &IfName, knob| s.sysctl(&SysctlKey::new(dev, knob)).map(str::to_string);
+    check_uplink(s, req)?;
+    check_unique_keys(s, &req.uplink)?;
+    plan_bridged(s, req, s)
+}
 
-    plan.push(Step::new(
-        Op::LinkAdd {
-            spec: LinkSpec::Bridge {
-                name: br.clone(),
-                mac: Some(up.mac),
-                mtu: Some(up.mtu),
-                stp: false,
-                forward_delay: 0,
-            },
-        },
-        Op::LinkDel { name: br.clone() },
-    ));
-    // An MTU given at creation is not "set by user": the bridge would fall to the lowest
-    // port MTU when a 1500-byte tap joins. Setting it again pins it.
-    plan.push(Step::owned(Op::LinkSet {
-        name: br.clone(),
-        change: LinkChange::Mtu(up.mtu),
-    }));
+/// The operations that take `live` to the bridged state `start` computed from `pre`: the
+/// bridge with the NIC's MAC and MTU, the NIC its port carrying nothing, the NIC's
+/// addresses, routes and static neighbours on the bridge. What is there already is not
+/// done again.
+pub fn plan_bridged(
+    pre: &Snapshot,
+    req: &StartRequest,
+    live: &Snapshot,
+) -> Result<Plan, PlanError> {
+    let (nic, br) = (&req.uplink, &req.bridge);
+    let was = pre
+        .net
+        .link(nic)
+        .ok_or_else(|| PlanError::NoSuchInterface(nic.clone()))?;
+    let now = live
+        .net
+        .link(nic)
+        .ok_or_else(|| PlanError::UplinkGone(nic.clone()))?;
+    let mut plan = Plan::default();
+    let bridge = live.net.link(br);
+    make_bridge(&mut plan, was, br, bridge)?;
+    let knob =
+        |s: &Snapshot, dev: &IfName, k| s.sysctl(&SysctlKey::new(dev, k)).map(str::to_string);
     // The bridge takes over the NIC's IPv6 behaviour (router advertisements, SLAAC).
-    // DAD off while the moved addresses arrive, so they are usable at once and keep their
-    // flags (no `nodad` invented); back to the NIC's setting once they are in.
-    for knob in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
-        if let Some(v) = sysctl(nic, knob) {
-            plan.push(Step::owned(set_sysctl(br, knob, v)));
+    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+        if let Some(v) = knob(pre, nic, k) {
+            if bridge.is_none() || knob(live, br, k).as_ref() != Some(&v) {
+                plan.push(set_sysctl(br, k, v));
+            }
         }
     }
-    let nic_v6 = s.net.addresses_of(nic).any(|a| a.family() == Family::Inet6);
-    let nic_dad = sysctl(nic, Knob::Ipv6AcceptDad).filter(|_| nic_v6);
-    if nic_dad.is_some() {
-        plan.push(Step::owned(set_sysctl(br, Knob::Ipv6AcceptDad, "0".into())));
+    let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
+        .into_iter()
+        .filter(|a| !live.net.addresses_of(br).any(|b| same_addr(a, b)))
+        .filter_map(|a| source(a, live, &mut plan))
+        .collect();
+    // DAD off while the moved addresses arrive, so they are usable at once and keep their
+    // flags (no `nodad` invented); back to the NIC's setting once they are in.
+    let dad = knob(pre, nic, Knob::Ipv6AcceptDad);
+    let dad_now = bridge.and_then(|_| knob(live, br, Knob::Ipv6AcceptDad));
+    let v6_coming = missing.iter().any(|a| a.family() == Family::Inet6);
+    if v6_coming && dad.is_some() && dad_now.as_deref() != Some("0") {
+        plan.push(set_sysctl(br, Knob::Ipv6AcceptDad, "0".into()));
     }
-    if up.up {
-        plan.push(Step::owned(Op::LinkSet {
-            name: br.clone(),
-            change: LinkChange::Up,
-        }));
-    } else {
+    if was.up && !bridge.is_some_and(|b| b.up) {
+        plan.push(link_set(br, LinkChange::Up));
+    } else if !was.up {
         plan.notes.push(format!(
             "{nic} is down: {br} stays down too until you bring both up"
         ));
     }
-
-    let addrs = primaries_first(s.net.addresses_of(nic));
-    for a in &addrs {
-        let moved = a.on(br);
-        plan.push(Step::new(
-            Op::AddrAdd {
-                address: moved.clone(),
-            },
-            Op::AddrDel { address: moved },
-        ));
+    for a in &missing {
+        plan.push(Op::AddrAdd { address: a.on(br) });
     }
-    if let Some(v) = nic_dad.as_ref().filter(|v| *v != "0") {
-        plan.push(Step::owned(set_sysctl(br, Knob::Ipv6AcceptDad, v.clone())));
+    let had_v6 = pre
+        .net
+        .addresses_of(nic)
+        .any(|a| a.family() == Family::Inet6);
+    if let Some(v) = dad.filter(|_| had_v6) {
+        let now = if v6_coming {
+            Some("0")
+        } else {
+            dad_now.as_deref()
+        };
+        if now.is_some_and(|n| n != v) {
+            if v6_coming {
+                plan.push(await_dad(br, &missing));
+            }
+            plan.push(set_sysctl(br, Knob::Ipv6AcceptDad, v));
+        }
     }
     // Static ARP/NDP entries keep working on the bridge (deleting the NIC's last IPv4
     // address will flush its own ARP ones; stop puts them back).
-    for op in neigh::statics(s, nic).filter_map(|n| neigh::put_on(n, br, NudState::Permanent)) {
-        plan.push(Step::owned(op));
+    for n in neigh::statics(pre, nic) {
+        let there = live.neighbours_of(br).any(|l| {
+            l.ip == n.ip
+                && l.lladdr == n.lladdr
+                && l.router == n.router
+                && l.state == NudState::Permanent
+        });
+        if !there {
+            plan.steps.extend(neigh::put_on(n, br, NudState::Permanent));
+        }
     }
-
-    plan.push(Step::new(
-        Op::LinkSet {
-            name: nic.clone(),
-            change: LinkChange::Master(br.clone()),
-        },
-        Op::LinkSet {
-            name: nic.clone(),
-            change: LinkChange::NoMaster,
-        },
-    ));
+    match &now.master {
+        Some(m) if m == br => {}
+        Some(m) => {
+            return Err(PlanError::UplinkEnslaved {
+                name: nic.clone(),
+                master: m.clone(),
+            })
+        }
+        None => plan.push(link_set(nic, LinkChange::Master(br.clone()))),
+    }
     // A port has no IP configuration of its own: RAs would give it addresses and routes
     // that compete with the bridge's.
-    for knob in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
-        if let Some(v) = sysctl(nic, knob).filter(|v| v != "0") {
-            plan.push(Step::new(
-                set_sysctl(nic, knob, "0".into()),
-                set_sysctl(nic, knob, v),
-            ));
+    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+        if knob(live, nic, k).is_some_and(|v| v != "0") {
+            plan.push(set_sysctl(nic, k, "0".into()));
         }
     }
-
-    move_routes(s, nic, br, &mut plan);
-
-    // Undoing the deletions below re-adds the addresses to the NIC: with DAD off they are
-    // usable at once. The original value comes back right after.
-    let dad = nic_dad.filter(|v| v != "0");
-    if let Some(v) = &dad {
-        plan.push(Step::new(
-            set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()),
-            set_sysctl(nic, Knob::Ipv6AcceptDad, v.clone()),
-        ));
-    }
-    // Secondaries before their primary: with promote_secondaries=0 deleting a primary takes
-    // its secondaries along, and the explicit delete would then fail.
-    let order: Vec<&Address> = addrs.iter().rev().copied().collect();
-    // The NIC's last IPv4 address takes its static ARP entries along.
-    plan.steps
-        .extend(delete_addresses(&order, neigh::static_arp(s, nic, nic)));
-    // A dynamic IPv6 address (finite lifetime: SLAAC's) leaves its prefix route behind
-    // when deleted, to expire with it. Older than the bridge's copy, it would keep winning
-    // and send the subnet's traffic to the port. The undo of the address's deletion makes
-    // the route again, so this step needs none of its own.
-    for r in leftover_prefix_routes(s, nic) {
-        plan.push(Step::owned(Op::RouteDel { route: r }));
-    }
-    if let Some(v) = dad {
-        plan.push(Step::new(
-            set_sysctl(nic, Knob::Ipv6AcceptDad, v),
-            set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()),
-        ));
-    }
-
-    if let Some(shm) = &req.shm {
-        let cur = s
-            .tmpfs
-            .as_ref()
-            .filter(|t| t.path == shm.path)
-            .ok_or_else(|| PlanError::ShmNotMounted(shm.path.display().to_string()))?;
-        if shm.size_bytes > cur.size_bytes {
-            plan.push(Step::new(
-                Op::TmpfsResize {
-                    path: shm.path.clone(),
-                    size_bytes: shm.size_bytes,
-                },
-                Op::TmpfsResize {
-                    path: shm.path.clone(),
-                    size_bytes: cur.size_bytes,
-                },
-            ));
-        } else {
-            plan.notes.push(format!(
-                "{} is already {} (≥ the {} asked): left as it is",
-                shm.path.display(),
-                crate::model::format_size(cur.size_bytes),
-                crate::model::format_size(shm.size_bytes)
-            ));
-        }
-    }
+    move_routes(pre, live, (nic, br), &missing, &mut plan);
+    unaddress_port(live, nic, &mut plan);
+    grow_tmpfs(live, req, &mut plan)?;
     Ok(plan)
 }
 
-/// The kernel prefix routes of IPv6 prefixes whose addresses on the NIC are all dynamic.
-fn leftover_prefix_routes(s: &Snapshot, nic: &IfName) -> Vec<crate::model::Route> {
-    let v6: Vec<_> = s
-        .net
-        .addresses_of(nic)
-        .filter(|a| a.family() == Family::Inet6)
-        .collect();
-    s.net
-        .routes_via(nic)
-        .filter(|r| r.protocol == RouteProtocol::Kernel && r.family() == Family::Inet6)
-        .filter(|r| {
-            let owners: Vec<_> = v6.iter().filter(|a| a.prefix() == r.dst).collect();
-            !owners.is_empty() && owners.iter().all(|a| a.valid_lft.is_some())
-        })
-        .cloned()
-        .collect()
+/// `ip link add` the bridge, or set right what differs on the one a previous round made.
+fn make_bridge(
+    plan: &mut Plan,
+    nic: &Link,
+    br: &IfName,
+    bridge: Option<&Link>,
+) -> Result<(), PlanError> {
+    match bridge {
+        None => {
+            plan.push(Op::LinkAdd {
+                spec: LinkSpec::Bridge {
+                    name: br.clone(),
+                    mac: Some(nic.mac),
+                    mtu: Some(nic.mtu),
+                    stp: false,
+                    forward_delay: 0,
+                },
+            });
+            // An MTU given at creation is not "set by user": the bridge would fall to the
+            // lowest port MTU when a 1500-byte tap joins. Setting it again pins it.
+            plan.push(link_set(br, LinkChange::Mtu(nic.mtu)));
+        }
+        Some(b) if !b.kind.is_bridge() => return Err(PlanError::BridgeNameTaken(br.clone())),
+        Some(b) => {
+            let fixed = matches!(&b.kind, LinkKind::Bridge(i) if i.mac_fixed);
+            if b.mac != nic.mac || !fixed {
+                plan.push(link_set(br, LinkChange::Mac(nic.mac)));
+            }
+            if b.mtu != nic.mtu {
+                plan.push(link_set(br, LinkChange::Mtu(nic.mtu)));
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Every route through the NIC, in every table, onto the bridge with `replace` (atomic: the
-/// destination never lacks a route). The kernel's own prefix routes are skipped: the
-/// addresses added to the bridge made its own.
-fn move_routes(s: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
-    for r in s
-        .net
-        .routes_via(nic)
-        .filter(|r| r.protocol != RouteProtocol::Kernel)
-    {
-        plan.push(Step::new(
-            Op::RouteReplace { route: r.on(br) },
-            Op::RouteReplace { route: r.clone() },
+/// The copy of the pre-start address `a` to put on the bridge: the NIC's live one (a
+/// dynamic address has aged since), or `a` itself if it is permanent. A dynamic address
+/// that is gone from the NIC has expired or was taken back by its owner: it is not
+/// resurrected.
+fn source(a: &Address, live: &Snapshot, plan: &mut Plan) -> Option<Address> {
+    if let Some(l) = live.net.addresses_of(&a.dev).find(|l| same_addr(l, a)) {
+        return Some(l.clone());
+    }
+    if a.valid_lft.is_some() {
+        plan.notes.push(format!(
+            "{a} is gone (its lifetime ended, or its owner removed it): not moved"
+        ));
+        return None;
+    }
+    Some(a.clone())
+}
+
+/// Every route the NIC had, in every table, onto the bridge with `replace` (atomic: the
+/// destination never lacks a route), unless the bridge has it already. The kernel's own
+/// prefix routes come with the addresses `added` to the bridge; one whose address is
+/// there already but which is missing (deleted by someone, expired) is put back. Routes
+/// without a gateway first: a `noprefixroute` address (DHCP clients add them) leaves its
+/// subnet to a user route, and a gateway route on the bridge is refused (ENETUNREACH)
+/// until that subnet route is there.
+fn move_routes(
+    pre: &Snapshot,
+    live: &Snapshot,
+    (nic, br): (&IfName, &IfName),
+    added: &[Address],
+    plan: &mut Plan,
+) {
+    for r in links_first(pre.net.routes_via(nic)) {
+        let moved = r.on(br);
+        let there = live.net.routes.iter().any(|l| super::same_route(l, &moved));
+        if there || (r.protocol == RouteProtocol::Kernel && made_by(r, added)) {
+            continue;
+        }
+        plan.push(if r.protocol == RouteProtocol::Kernel {
+            // As the kernel adds its own: beside the same prefix of other devices (a
+            // `replace` would take theirs; an IPv6 `add` is refused while they exist).
+            Op::RouteAppend { route: moved }
+        } else {
+            Op::RouteReplace { route: moved }
+        });
+    }
+}
+
+/// Whether adding one of `addrs` makes the kernel's prefix route `r`: an IPv4 one names
+/// its address as source, an IPv6 one is the address's prefix.
+pub(super) fn made_by(r: &Route, addrs: &[Address]) -> bool {
+    addrs.iter().any(|a| match a.family() {
+        Family::Inet => r.prefsrc == Some(a.ip),
+        Family::Inet6 => a.prefix() == r.dst,
+    })
+}
+
+/// Routes without a gateway before routes with one, otherwise in the given order.
+pub(super) fn links_first<'a>(routes: impl Iterator<Item = &'a Route>) -> Vec<&'a Route> {
+    let mut v: Vec<&Route> = routes.collect();
+    v.sort_by_key(|r| r.gateway.is_some());
+    v
+}
+
+/// The port keeps nothing of its own: every address the NIC still has goes, secondaries
+/// first, then the routes the deletions leave behind. The kernel flushes the IPv4 ones
+/// with the last IPv4 address; an IPv6 prefix route stays (to expire) when a dynamic
+/// address of that prefix is deleted, and a permanent address's deletion only sets it
+/// to expire while a dynamic address of the prefix remains.
+fn unaddress_port(live: &Snapshot, nic: &IfName, plan: &mut Plan) {
+    let addrs: Vec<&Address> = live.net.addresses_of(nic).collect();
+    for a in deletion_order(addrs.iter().copied()) {
+        plan.push(Op::AddrDel { address: a.clone() });
+    }
+    let has_v4 = addrs.iter().any(|a| a.family() == Family::Inet);
+    let flushed = |r: &Route| r.family() == Family::Inet && has_v4;
+    let taken_along = |r: &Route| {
+        r.protocol == RouteProtocol::Kernel && r.family() == Family::Inet6 && {
+            let owners: Vec<&&Address> = addrs
+                .iter()
+                .filter(|a| a.family() == Family::Inet6 && a.prefix() == r.dst)
+                .collect();
+            !owners.is_empty()
+                && owners
+                    .iter()
+                    .all(|a| a.valid_lft.is_none() && !a.has(AddrFlag::Noprefixroute))
+        }
+    };
+    // Routes the bridge took over with `replace` left the NIC already.
+    for r in live.net.routes_via(nic) {
+        let moved = plan
+            .steps
+            .iter()
+            .any(|o| matches!(o, Op::RouteReplace { route } if route.key() == r.key()));
+        if moved || flushed(r) || taken_along(r) {
+            continue;
+        }
+        plan.push(Op::RouteDel { route: r.clone() });
+    }
+}
+
+/// Grows the tmpfs to the size asked, never shrinks it.
+fn grow_tmpfs(live: &Snapshot, req: &StartRequest, plan: &mut Plan) -> Result<(), PlanError> {
+    let Some(shm) = &req.shm else {
+        return Ok(());
+    };
+    let cur = live
+        .tmpfs
+        .as_ref()
+        .filter(|t| t.path == shm.path)
+        .ok_or_else(|| PlanError::ShmNotMounted(shm.path.display().to_string()))?;
+    if shm.size_bytes > cur.size_bytes {
+        plan.push(Op::TmpfsResize {
+            path: shm.path.clone(),
+            size_bytes: shm.size_bytes,
+        });
+    } else {
+        plan.notes.push(format!(
+            "{} is already {} (≥ the {} asked): left as it is",
+            shm.path.display(),
+            crate::model::format_size(cur.size_bytes),
+            crate::model::format_size(shm.size_bytes)
         ));
     }
+    Ok(())
 }
 
 /// A route to move must be alone with its key: `replace` swaps the first route with that key,
@@ -249,5 +350,17 @@ pub(crate) fn set_sysctl(dev: &IfName, knob: Knob, value: String) -> Op {
     Op::SysctlSet {
         key: SysctlKey::new(dev, knob),
         value,
+    }
+}
+
+/// Waits for the kernel's DAD work on the IPv6 ones of `added` (see [`Op::AwaitDad`]).
+pub(super) fn await_dad(dev: &IfName, added: &[Address]) -> Op {
+    Op::AwaitDad {
+        dev: dev.clone(),
+        addresses: added
+            .iter()
+            .filter(|a| a.family() == Family::Inet6)
+            .map(|a| a.ip)
+            .collect(),
     }
 }

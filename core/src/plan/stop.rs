@@ -20,15 +20,15 @@
 //! - The bridge keeps no address of the NIC's: its prefix routes would still win for the
 //!   LAN at the instant of release.
 
-use super::start::set_sysctl;
+use super::start::{await_dad, links_first, made_by, set_sysctl};
 use super::tap::{detach_steps, restore_steps};
 use super::{
-    delete_addresses, link_set, neigh, primaries_first, Plan, PlanError, StartRequest, Step,
+    deletion_order, link_set, neigh, primaries_first, same_addr, Plan, PlanError, StartRequest,
     TapRecord,
 };
 use crate::model::{
-    AddrFlag, AddrScope, Address, Family, IfName, Knob, Link, NudState, Route, RouteProtocol,
-    Snapshot, SysctlKey,
+    AddrScope, Address, Family, IfName, Knob, Link, NudState, Route, RouteProtocol, Snapshot,
+    SysctlKey,
 };
 use crate::op::{LinkChange, Op};
 
@@ -53,7 +53,7 @@ pub fn plan_stop(
         }
         for tap in vms {
             let rec = taps.iter().find(|r| r.name == tap.name);
-            plan.steps.extend(detach_steps(tap, br, rec));
+            plan.steps.extend(detach_steps(tap, rec));
         }
     }
     for rec in taps {
@@ -62,9 +62,13 @@ pub fn plan_stop(
         }
     }
 
-    let deleting_bridge = live_br.is_some();
+    let bridge = if live_br.is_some() {
+        Bridge::Deleting
+    } else {
+        Bridge::Absent
+    };
     match (pre.net.link(nic), live.net.link(nic)) {
-        (Some(was), Some(now)) => restore_nic(pre, live, was, now, br, deleting_bridge, &mut plan),
+        (Some(was), Some(now)) => restore_nic(pre, live, (was, now), br, bridge, &mut plan),
         (Some(_), None) => plan.notes.push(format!(
             "{nic} has disappeared since start: its addresses and routes cannot be restored"
         )),
@@ -74,16 +78,10 @@ pub fn plan_stop(
     if let (Some(shm), Some(was)) = (&req.shm, &pre.tmpfs) {
         if let Some(now) = live.tmpfs.as_ref().filter(|t| t.path == shm.path) {
             if now.size_bytes != was.size_bytes {
-                plan.push(Step::new(
-                    Op::TmpfsResize {
-                        path: was.path.clone(),
-                        size_bytes: was.size_bytes,
-                    },
-                    Op::TmpfsResize {
-                        path: now.path.clone(),
-                        size_bytes: now.size_bytes,
-                    },
-                ));
+                plan.push(Op::TmpfsResize {
+                    path: was.path.clone(),
+                    size_bytes: was.size_bytes,
+                });
             }
         }
     }
@@ -92,13 +90,17 @@ pub fn plan_stop(
         Some(l) if l.kind.is_bridge() => {
             for r in live.net.routes_via(br) {
                 let ours = r.protocol == RouteProtocol::Kernel
-                    || pre.net.routes.iter().any(|p| p.via(nic) && p.on(br) == *r);
+                    || pre
+                        .net
+                        .routes
+                        .iter()
+                        .any(|p| p.via(nic) && super::same_route(&p.on(br), r));
                 if !ours {
                     plan.notes
                         .push(format!("{r} was added while bridged: it goes with {br}"));
                 }
             }
-            plan.push(Step::owned(Op::LinkDel { name: br.clone() }));
+            plan.push(Op::LinkDel { name: br.clone() });
         }
         Some(l) => plan.notes.push(format!(
             "{br} is now a {}, not the bridge env-qemu made: left alone",
@@ -109,52 +111,68 @@ pub fn plan_stop(
     Ok(plan)
 }
 
+/// Whether stop deletes the bridge (and so releases the NIC with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bridge {
+    Deleting,
+    Absent,
+}
+
 fn restore_nic(
     pre: &Snapshot,
     live: &Snapshot,
-    was: &Link,
-    now: &Link,
+    (was, now): (&Link, &Link),
     br: &IfName,
-    deleting_bridge: bool,
+    bridge: Bridge,
     plan: &mut Plan,
 ) {
     let nic = &was.name;
-    let knob = |s: &Snapshot, k| s.sysctl(&SysctlKey::new(nic, k)).map(str::to_string);
     if was.up && !now.up {
-        plan.push(link_set(nic, LinkChange::Up, LinkChange::Down));
+        plan.push(link_set(nic, LinkChange::Up));
     }
+    let readded = readdress_nic(pre, live, nic, br, plan);
+    if bridge == Bridge::Deleting {
+        copy_neighbours(live, nic, br, plan);
+    }
+    restore_statics(pre, live, nic, plan);
+    restore_routes(pre, live, (nic, br), &readded, plan);
+    if bridge == Bridge::Deleting {
+        unaddress_bridge(pre, live, nic, br, plan);
+    }
+    // Deleting the bridge releases the NIC; only a NIC left on a bridge that stays needs an
+    // explicit release.
+    if now.master.as_ref() == Some(br) && bridge != Bridge::Deleting {
+        plan.push(link_set(nic, LinkChange::NoMaster));
+    }
+    restore_link(pre, live, was, now, plan);
+}
 
+/// The NIC's addresses back, with the lifetimes they have left on the bridge, DAD off
+/// meanwhile (they would sit `tentative` for a second).
+fn readdress_nic(
+    pre: &Snapshot,
+    live: &Snapshot,
+    nic: &IfName,
+    br: &IfName,
+    plan: &mut Plan,
+) -> Vec<Address> {
+    let knob = |s: &Snapshot| {
+        s.sysctl(&SysctlKey::new(nic, Knob::Ipv6AcceptDad))
+            .map(str::to_string)
+    };
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
         .filter(|a| !live.net.addresses_of(nic).any(|l| same_addr(l, a)))
-        .map(|a| with_live_lifetimes(a, live, br))
+        .filter_map(|a| with_live_lifetimes(a, live, br, plan))
         .collect();
     let v6 = missing.iter().any(|a| a.family() == Family::Inet6);
-    let dad_live = knob(live, Knob::Ipv6AcceptDad);
-    let dad_pre = knob(pre, Knob::Ipv6AcceptDad);
-    // Re-added IPv6 addresses would sit `tentative` for a second of DAD: off meanwhile.
+    let (dad_pre, dad_live) = (knob(pre), knob(live));
     let dad_off = v6 && dad_live.as_deref().is_some_and(|v| v != "0");
     if dad_off {
-        plan.push(Step::new(
-            set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()),
-            set_sysctl(
-                nic,
-                Knob::Ipv6AcceptDad,
-                dad_live.clone().unwrap_or_default(),
-            ),
-        ));
+        plan.push(set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()));
     }
     for a in &missing {
-        let mut undo = vec![Op::AddrDel { address: a.clone() }];
-        // Deleting a dynamic IPv6 address leaves its prefix route behind, to expire. (On a
-        // down device, where the NIC is by the time of this step only if it was down before
-        // start, a dynamic address gets no prefix route at all.)
-        if (now.up || was.up) && creates_lasting_prefix_route(a, live) {
-            undo.push(Op::RouteDel {
-                route: kernel_prefix_route(a),
-            });
-        }
-        plan.push(Step::with_undo(Op::AddrAdd { address: a.clone() }, undo));
+        plan.push(Op::AddrAdd { address: a.clone() });
     }
     let dad_now = if dad_off {
         Some("0".to_string())
@@ -163,114 +181,105 @@ fn restore_nic(
     };
     if let (Some(p), Some(n)) = (dad_pre, dad_now) {
         if p != n {
-            plan.push(Step::new(
-                set_sysctl(nic, Knob::Ipv6AcceptDad, p),
-                set_sysctl(nic, Knob::Ipv6AcceptDad, n),
-            ));
+            if dad_off {
+                plan.push(await_dad(nic, &missing));
+            }
+            plan.push(set_sysctl(nic, Knob::Ipv6AcceptDad, p));
         }
     }
+    missing
+}
 
-    if deleting_bridge {
-        copy_neighbours(live, nic, br, plan);
-    }
-    // Static entries the NIC lost (start deleted its last IPv4 address, which flushed its
-    // ARP ones).
+/// Static entries the NIC lost (start deleted its last IPv4 address, which flushed its
+/// ARP ones).
+fn restore_statics(pre: &Snapshot, live: &Snapshot, nic: &IfName, plan: &mut Plan) {
     for n in neigh::statics(pre, nic) {
-        if live.neighbours_of(nic).any(|l| l == n) {
-            continue;
-        }
-        if let Some(op) = neigh::put_on(n, nic, NudState::Permanent) {
-            let undo = Op::NeighDel {
-                dev: nic.clone(),
-                ip: n.ip,
-            };
-            plan.push(Step::new(op, undo));
+        if !live.neighbours_of(nic).any(|l| l == n) {
+            plan.steps
+                .extend(neigh::put_on(n, nic, NudState::Permanent));
         }
     }
-    for r in pre
-        .net
-        .routes_via(nic)
-        .filter(|r| r.protocol != RouteProtocol::Kernel)
-    {
-        if live.net.routes.contains(r) {
+}
+
+/// Every route the NIC had, `replace`d back from the bridge (or added, if gone), routes
+/// without a gateway first (see `plan::start`). The kernel's own come back with the
+/// addresses `readded`; one whose address the NIC has already but which is missing is put
+/// back.
+fn restore_routes(
+    pre: &Snapshot,
+    live: &Snapshot,
+    (nic, br): (&IfName, &IfName),
+    readded: &[Address],
+    plan: &mut Plan,
+) {
+    for r in links_first(pre.net.routes_via(nic)) {
+        if live.net.routes.iter().any(|l| super::same_route(l, r)) {
             continue;
         }
-        let holder = live.net.routes.iter().find(|l| l.key() == r.key());
-        match holder {
-            Some(l) if l.via(br) => plan.push(Step::new(
-                Op::RouteReplace { route: r.clone() },
-                Op::RouteReplace { route: l.clone() },
-            )),
-            None => plan.push(Step::new(
-                Op::RouteAdd { route: r.clone() },
-                Op::RouteDel { route: r.clone() },
-            )),
+        if r.protocol == RouteProtocol::Kernel {
+            // As the kernel adds its own: beside the same prefix of other devices (the
+            // bridge's goes with the bridge's address).
+            if !made_by(r, readded) {
+                plan.push(Op::RouteAppend { route: r.clone() });
+            }
+            continue;
+        }
+        match live.net.routes.iter().find(|l| l.key() == r.key()) {
+            Some(l) if l.via(br) => plan.push(Op::RouteReplace { route: r.clone() }),
+            None => plan.push(Op::RouteAdd { route: r.clone() }),
             Some(l) => plan
                 .notes
                 .push(format!("{r} not restored: its slot is now taken by {l}")),
         }
     }
-    if deleting_bridge {
-        unaddress_bridge(pre, live, nic, br, plan);
-    }
+}
 
-    // Deleting the bridge releases the NIC; only a NIC left on a bridge that stays needs an
-    // explicit release.
-    if now.master.as_ref() == Some(br) && !deleting_bridge {
-        plan.push(link_set(
-            nic,
-            LinkChange::NoMaster,
-            LinkChange::Master(br.clone()),
-        ));
-    }
+/// Sysctls, MTU, MAC and admin state as they were.
+fn restore_link(pre: &Snapshot, live: &Snapshot, was: &Link, now: &Link, plan: &mut Plan) {
+    let nic = &was.name;
+    let knob = |s: &Snapshot, k| s.sysctl(&SysctlKey::new(nic, k)).map(str::to_string);
     for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
         if let (Some(p), Some(n)) = (knob(pre, k), knob(live, k)) {
             if p != n {
-                plan.push(Step::new(set_sysctl(nic, k, p), set_sysctl(nic, k, n)));
+                plan.push(set_sysctl(nic, k, p));
             }
         }
     }
     if was.mtu != now.mtu {
-        plan.push(link_set(
-            nic,
-            LinkChange::Mtu(was.mtu),
-            LinkChange::Mtu(now.mtu),
-        ));
+        plan.push(link_set(nic, LinkChange::Mtu(was.mtu)));
     }
     if was.mac != now.mac {
-        plan.push(link_set(
-            nic,
-            LinkChange::Mac(was.mac),
-            LinkChange::Mac(now.mac),
-        ));
+        plan.push(link_set(nic, LinkChange::Mac(was.mac)));
     }
     if !was.up && now.up {
-        plan.push(link_set(nic, LinkChange::Down, LinkChange::Up));
+        plan.push(link_set(nic, LinkChange::Down));
     }
-}
-
-/// The kernel's identity of an address on one device.
-fn same_addr(a: &Address, b: &Address) -> bool {
-    a.ip == b.ip && (a.family() == Family::Inet6 || a.prefix_len == b.prefix_len)
 }
 
 /// A dynamic address has aged on the bridge: restore the lifetime it has left, not the one
-/// it had at start.
-fn with_live_lifetimes(a: &Address, live: &Snapshot, br: &IfName) -> Address {
+/// it had at start. A dynamic address gone from the bridge too has expired (or its owner
+/// took it back): it is not resurrected.
+fn with_live_lifetimes(
+    a: &Address,
+    live: &Snapshot,
+    br: &IfName,
+    plan: &mut Plan,
+) -> Option<Address> {
     let mut out = a.clone();
-    if let Some(now) = live.net.addresses_of(br).find(|l| same_addr(l, a)) {
-        out.valid_lft = now.valid_lft;
-        out.preferred_lft = now.preferred_lft;
+    match live.net.addresses_of(br).find(|l| same_addr(l, a)) {
+        Some(now) => {
+            out.valid_lft = now.valid_lft;
+            out.preferred_lft = now.preferred_lft;
+        }
+        None if a.valid_lft.is_some() => {
+            plan.notes.push(format!(
+                "{a} is gone from {br} too (its lifetime ended, or its owner removed it): not put back"
+            ));
+            return None;
+        }
+        None => {}
     }
-    out
-}
-
-/// True when re-adding `a` makes a prefix route that deleting `a` would not take away.
-fn creates_lasting_prefix_route(a: &Address, live: &Snapshot) -> bool {
-    a.family() == Family::Inet6
-        && a.valid_lft.is_some()
-        && !a.has(AddrFlag::Noprefixroute)
-        && !live.net.routes.contains(&kernel_prefix_route(a))
+    Some(out)
 }
 
 /// The route the kernel makes for an IPv6 address's prefix.
@@ -282,48 +291,28 @@ fn kernel_prefix_route(a: &Address) -> Route {
 
 /// The bridge's learnt neighbours, as `stale` entries on the NIC: usable at once, and
 /// confirmed by the kernel (a unicast probe) the first time they are used after the NIC
-/// is released. A cache is not restored on rollback: a stale entry is harmless.
+/// is released.
 fn copy_neighbours(live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
     for n in live.neighbours_of(br).filter(|n| n.state.is_learnt()) {
-        if let Some(op) = neigh::put_on(n, nic, NudState::Stale) {
-            plan.push(Step::with_undo(op, vec![]));
-        }
+        plan.steps.extend(neigh::put_on(n, nic, NudState::Stale));
     }
 }
 
 /// Deletes from the bridge the addresses the NIC has again, secondaries first (deleting a
-/// primary would take them along, or promote one). The last IPv4 one takes every IPv4
-/// route and static ARP entry left on the bridge with it, so its undo puts back those that
-/// are not the kernel's. A dynamic IPv6 address leaves its prefix route behind: deleted
-/// too.
+/// primary would take them along, or promote one). A dynamic IPv6 address leaves its
+/// prefix route behind: deleted too.
 fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, plan: &mut Plan) {
-    // The bridge's link-local stays: it routes nothing off-link, and re-adding it in a
-    // rollback would put it through DAD again.
-    let moved: Vec<&Address> = primaries_first(live.net.addresses_of(br))
-        .into_iter()
+    // The bridge's link-local stays: it routes nothing off-link, and it goes with the
+    // bridge.
+    let moved: Vec<&Address> = live
+        .net
+        .addresses_of(br)
         .filter(|a| a.scope != AddrScope::Link)
         .filter(|a| pre.net.addresses_of(nic).any(|p| same_addr(p, a)))
         .collect();
-    // What is still on the bridge when its last IPv4 address goes: routes added while
-    // bridged (the NIC's were replaced back above), and static ARP entries (the NIC's,
-    // copied there by start).
-    let mut flushed: Vec<Op> = live
-        .net
-        .routes_via(br)
-        .filter(|r| r.family() == Family::Inet && r.protocol != RouteProtocol::Kernel)
-        .filter(|r| !pre.net.routes_via(nic).any(|p| p.key() == r.key()))
-        .map(|r| Op::RouteAdd { route: r.clone() })
-        .collect();
-    flushed.extend(neigh::static_arp(live, br, br));
-    // Only if none stays: an address added while bridged keeps them.
-    let v4 = |a: &Address| a.family() == Family::Inet;
-    let all_go = live.net.addresses_of(br).filter(|a| v4(a)).count()
-        == moved.iter().filter(|a| v4(a)).count();
-    if !all_go {
-        flushed.clear();
+    for a in deletion_order(moved.iter().copied()) {
+        plan.push(Op::AddrDel { address: a.clone() });
     }
-    let order: Vec<&Address> = moved.iter().rev().copied().collect();
-    plan.steps.extend(delete_addresses(&order, flushed));
     let mut leftovers: Vec<Route> = Vec::new();
     for a in moved
         .iter()
@@ -333,12 +322,17 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
         let kept = live.net.addresses_of(br).any(|o| {
             o.family() == Family::Inet6 && o.prefix() == a.prefix() && !moved.contains(&o)
         });
-        let made_by_it = !a.has(AddrFlag::Noprefixroute) && live.net.routes.contains(&r);
-        if made_by_it && !kept && !leftovers.contains(&r) {
+        let there = live.net.routes.iter().any(|l| {
+            l.dev == r.dev
+                && l.dst == r.dst
+                && l.protocol == RouteProtocol::Kernel
+                && l.gateway.is_none()
+        });
+        if there && !kept && !leftovers.contains(&r) {
             leftovers.push(r);
         }
     }
     for r in leftovers {
-        plan.push(Step::owned(Op::RouteDel { route: r }));
+        plan.push(Op::RouteDel { route: r });
     }
 }

@@ -1,12 +1,13 @@
 //! `add TAP` / `del TAP`: attach a VM's tap to the bridge and detach it again.
 
-use super::{link_set, Plan, PlanError, Step, TapRecord};
+use super::{link_set, Plan, PlanError, TapRecord};
 use crate::model::{IfName, Link, LinkKind, Snapshot};
 use crate::op::LinkChange;
+use crate::op::Op;
 
 /// Attaches `tap` to `bridge`: the bridge's MTU (so jumbo frames reach the VM), then the
-/// port, then up. An already-attached tap gives an empty plan. Returns the record `del`
-/// needs to put the tap back as it was.
+/// port, then up; only what is not so already (an attached, up tap at the bridge's MTU
+/// gives an empty plan). Returns the record `del` needs to put the tap back as it is now.
 pub fn plan_add(
     live: &Snapshot,
     bridge: &IfName,
@@ -24,30 +25,24 @@ pub fn plan_add(
         up: t.up,
     };
     let mut plan = Plan::default();
-    match &t.master {
-        Some(m) if m == bridge => return Ok((plan, record)),
+    let attached = match &t.master {
+        Some(m) if m == bridge => true,
         Some(m) => {
             return Err(PlanError::TapInOtherBridge {
                 tap: tap.clone(),
                 master: m.clone(),
             })
         }
-        None => {}
-    }
+        None => false,
+    };
     if t.mtu != br.mtu {
-        plan.push(link_set(
-            tap,
-            LinkChange::Mtu(br.mtu),
-            LinkChange::Mtu(t.mtu),
-        ));
+        plan.push(link_set(tap, LinkChange::Mtu(br.mtu)));
     }
-    plan.push(link_set(
-        tap,
-        LinkChange::Master(bridge.clone()),
-        LinkChange::NoMaster,
-    ));
+    if !attached {
+        plan.push(link_set(tap, LinkChange::Master(bridge.clone())));
+    }
     if !t.up {
-        plan.push(link_set(tap, LinkChange::Up, LinkChange::Down));
+        plan.push(link_set(tap, LinkChange::Up));
     }
     Ok((plan, record))
 }
@@ -68,7 +63,7 @@ pub fn plan_del(
         });
     }
     Ok(Plan {
-        steps: detach_steps(t, bridge, record),
+        steps: detach_steps(t, record),
         notes: vec![],
     })
 }
@@ -100,12 +95,8 @@ fn check_tap<'a>(
 }
 
 /// Reverse of [`plan_add`]'s steps, shared with `stop --force`.
-pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>) -> Vec<Step> {
-    let mut steps = vec![link_set(
-        &t.name,
-        LinkChange::NoMaster,
-        LinkChange::Master(bridge.clone()),
-    )];
+pub(crate) fn detach_steps(t: &Link, record: Option<&TapRecord>) -> Vec<Op> {
+    let mut steps = vec![link_set(&t.name, LinkChange::NoMaster)];
     if let Some(rec) = record {
         steps.extend(restore_steps(t, rec));
     }
@@ -114,17 +105,28 @@ pub(crate) fn detach_steps(t: &Link, bridge: &IfName, record: Option<&TapRecord>
 
 /// What `add` changed on a tap besides attaching it (also left behind by an `add` that
 /// crashed before the attach).
-pub(crate) fn restore_steps(t: &Link, rec: &TapRecord) -> Vec<Step> {
+pub(crate) fn restore_steps(t: &Link, rec: &TapRecord) -> Vec<Op> {
     let mut steps = Vec::new();
     if rec.mtu != t.mtu {
-        steps.push(link_set(
-            &t.name,
-            LinkChange::Mtu(rec.mtu),
-            LinkChange::Mtu(t.mtu),
-        ));
+        steps.push(link_set(&t.name, LinkChange::Mtu(rec.mtu)));
     }
     if !rec.up && t.up {
-        steps.push(link_set(&t.name, LinkChange::Down, LinkChange::Up));
+        steps.push(link_set(&t.name, LinkChange::Down));
     }
     steps
+}
+
+/// The steps that take `record`'s tap off `bridge` and back to what the record has: what
+/// `del` does, and what an `add` that cannot finish goes back to. A tap that is gone
+/// needs nothing.
+pub fn plan_detached(live: &Snapshot, bridge: &IfName, record: &TapRecord) -> Plan {
+    let steps = match live.net.link(&record.name) {
+        Some(t) if t.master.as_ref() == Some(bridge) => detach_steps(t, Some(record)),
+        Some(t) if t.master.is_none() => restore_steps(t, record),
+        _ => Vec::new(),
+    };
+    Plan {
+        steps,
+        notes: vec![],
+    }
 }

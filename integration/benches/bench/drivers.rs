@@ -214,7 +214,9 @@ impl Driver for InProc<'_> {
         let mut breakdown = merge(&metered_kernel, &metered_store);
         drop(kernel);
         let took = t.elapsed();
-        self.last_plan = result.unwrap_or_else(|e| panic!("in-process {}: {e}", cmd.name()));
+        self.last_plan = result
+            .unwrap_or_else(|e| panic!("in-process {}: {e}", cmd.name()))
+            .plan;
         breakdown.total = took;
         breakdown.setup = setup;
         self.last = breakdown;

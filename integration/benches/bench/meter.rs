@@ -66,6 +66,8 @@ pub fn requests(op: &Op) -> u32 {
         | Op::RouteDel { route } => 1 + u32::from(route.dev.is_some()),
         Op::NeighReplace { .. } | Op::NeighDel { .. } => 2,
         Op::TmpfsResize { .. } | Op::SysctlSet { .. } => 0,
+        // One address dump when DAD has already run; more while it has not.
+        Op::AwaitDad { .. } => 1,
     }
 }
 
@@ -83,7 +85,8 @@ pub fn minimum_requests(op: &Op) -> u32 {
             spec: LinkSpec::Tap { .. },
         }
         | Op::TmpfsResize { .. }
-        | Op::SysctlSet { .. } => 0,
+        | Op::SysctlSet { .. }
+        | Op::AwaitDad { .. } => 0,
         _ => 1,
     }
 }
@@ -115,6 +118,7 @@ pub fn kind(op: &Op) -> &'static str {
         Op::NeighDel { .. } => "neigh del",
         Op::TmpfsResize { .. } => "tmpfs resize",
         Op::SysctlSet { .. } => "sysctl write",
+        Op::AwaitDad { .. } => "await DAD",
     }
 }
 
