@@ -33,13 +33,15 @@ fn inode(ns: &TestNs) -> u64 {
     std::fs::metadata(ns.path()).expect("stat netns").ino()
 }
 
-/// A new namespace that got `target` as its inode, or `None` after bounded attempts.
+/// A new namespace that got `target` as its inode, or `None` after 10 s of attempts.
 /// The kernel hands out the lowest free number, once it has freed the deleted namespace
 /// (asynchronously): namespaces that get a lower number fill holes and are kept meanwhile,
-/// those that get a higher one are deleted and tried again a little later.
+/// those that get a higher one are deleted and tried again a little later (the number may
+/// be held meanwhile by a namespace of a test running beside this one).
 fn namespace_with_inode(target: u64) -> Option<TestNs> {
     let mut holes = Vec::new();
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         let ns = TestNs::new();
         let ino = inode(&ns);
         if ino == target {
