@@ -6,6 +6,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use env_qemu_core::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
+use env_qemu_core::state::NetnsId;
 use env_qemu_core::{Kernel, KernelError, LinkSpec, Op};
 
 use crate::errors::Failure;
@@ -47,6 +48,15 @@ impl NetlinkKernel {
     fn start(target: Target, namespace: String) -> Result<NetlinkKernel, KernelError> {
         let worker = NsWorker::start(target).map_err(|f| f.into_kernel_error(namespace.clone()))?;
         Ok(NetlinkKernel { worker, namespace })
+    }
+
+    /// The identity of the namespace this kernel acts on (inode and cookie), read on its
+    /// worker thread: the very namespace its socket is in, whatever happened to the path it
+    /// was opened by since.
+    pub async fn identity(&self) -> Result<NetnsId, KernelError> {
+        let read = self.worker.run(|_| crate::identity::current_thread()).await;
+        read.and_then(|r| r.map_err(Failure::from))
+            .map_err(|f| f.into_kernel_error(format!("the identity of {}", self.namespace)))
     }
 
     /// Which namespace this kernel acts on, as error messages name it.

@@ -5,6 +5,7 @@
 mod addresses;
 mod dump;
 mod errors;
+mod identity;
 mod kernel;
 mod links;
 mod neighbours;
@@ -16,4 +17,5 @@ mod sysfs;
 mod tap;
 mod tmpfs;
 
+pub use identity::{identity_at, LiveNamespaces, Liveness};
 pub use kernel::NetlinkKernel;

@@ -76,7 +76,8 @@ pub enum Command {
     Del(TapArg),
     /// Restore the network exactly as it was before start (also recovers a crashed start)
     Stop(StopArgs),
-    /// Show the bridge, its uplink, attached taps, the saved state and any drift
+    /// Show the bridge, its uplink, attached taps, the saved state, any drift, and state files
+    /// left by network namespaces that no longer exist
     Status,
     /// Start if needed, run COMMAND (QEMU), stop when it exits unless other VMs still use the bridge
     Run(RunArgs),
@@ -117,8 +118,13 @@ pub struct TapArg {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// Detach VM taps still on the bridge instead of refusing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stale")]
     pub force: bool,
+    /// Only remove the state files (of every bridge) left by network namespaces that no
+    /// longer exist, as `status` lists them; changes no network. With --dry-run, print them
+    /// as `rm` commands
+    #[arg(long)]
+    pub stale: bool,
     /// Print the plan as `ip` commands and change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -1,13 +1,13 @@
 //! Everything a subcommand needs: the kernel of the target namespace, its identity, the
 //! state file, the configured defaults.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use env_qemu_backend_netlink::NetlinkKernel;
 use env_qemu_core::commands::Env;
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{parse_size, Family, IfName, NetState, Prefix, TABLE_MAIN};
+use env_qemu_core::state::NetnsId;
 use env_qemu_core::store::FileStore;
 use serde::Deserialize;
 
@@ -42,7 +42,9 @@ impl Config {
 
 pub struct Ctx {
     pub kernel: NetlinkKernel,
-    /// `net:[4026531840]`: the namespace's inode, stable while it exists.
+    /// The namespace's inode and cookie, read inside it (see [`NetnsId`]).
+    pub netns: NetnsId,
+    /// Its text, `net:[4026532840] cookie 4097`: what a state records and commands compare.
     pub netns_id: String,
     /// How messages name the namespace: `this host` or `netns NAME`.
     pub netns_label: String,
@@ -64,7 +66,7 @@ pub fn size(s: &str) -> Result<u64, Failure> {
 }
 
 impl Ctx {
-    pub fn open(g: &Global) -> Result<Ctx, Failure> {
+    pub async fn open(g: &Global) -> Result<Ctx, Failure> {
         let config = Config::load(&g.config)?;
         let bridge = ifname(
             g.bridge
@@ -86,22 +88,26 @@ impl Ctx {
             }
             None => (PathBuf::from("/proc/self/ns/net"), "this host".to_string()),
         };
-        let meta = std::fs::metadata(&ns_path).map_err(|e| {
-            Failure::new(
+        if let Err(e) = std::fs::metadata(&ns_path) {
+            return Err(Failure::new(
                 Code::NotFound,
                 format!(
                     "network namespace {}: {e}; list them with `ip netns list`",
                     ns_path.display()
                 ),
-            )
-        })?;
-        let netns_id = format!("net:[{}]", meta.ino());
+            ));
+        }
         let kernel = match &g.netns {
             Some(_) => NetlinkKernel::in_netns_path(&ns_path)?,
             None => NetlinkKernel::current()?,
         };
+        // Read by the thread that lives in the namespace: the one the kernel acts on, even
+        // if /run/netns/NAME was bound to another since it was opened.
+        let netns = kernel.identity().await?;
+        let netns_id = netns.to_string();
         Ok(Ctx {
             kernel,
+            netns,
             netns_id,
             netns_label,
             bridge,
@@ -122,18 +128,6 @@ impl Ctx {
             netns: self.netns_id.clone(),
             observer,
         }
-    }
-
-    /// One state file per namespace and bridge, so two never collide.
-    pub fn store(&self) -> FileStore {
-        let ino = self
-            .netns_id
-            .trim_start_matches("net:[")
-            .trim_end_matches(']');
-        FileStore::new(
-            self.state_dir
-                .join(format!("netns-{ino}-{}.json", self.bridge)),
-        )
     }
 }
 

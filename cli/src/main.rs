@@ -6,6 +6,7 @@ mod cmd;
 mod context;
 mod exit;
 mod output;
+mod statedir;
 
 use std::ffi::OsString;
 use std::path::Path;

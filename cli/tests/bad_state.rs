@@ -78,10 +78,13 @@ fn a_non_utf8_state_file_is_an_unreadable_state_file() {
     assert_refused(&eq, &[&topo.host], &row);
 }
 
-/// The state file name of `ns` in `dir`, as `Ctx::store` makes it.
+/// The state file name of `ns` in `dir`, as `Ctx::store` makes it: keyed by the
+/// namespace's cookie.
 fn state_file_of(ns: &env_qemu_integration::TestNs, dir: &TempDir) -> std::path::PathBuf {
-    let ino = std::fs::metadata(ns.path()).expect("stat netns").ino();
-    dir.path().join(format!("netns-{ino}-{BRIDGE}.json"))
+    let id = env_qemu_backend_netlink::identity_at(&ns.path()).expect("identity");
+    let cookie = id.cookie.expect("this kernel has cookies");
+    dir.path()
+        .join(format!("netns-cookie-{cookie}-{BRIDGE}.json"))
 }
 
 #[test]

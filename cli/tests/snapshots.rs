@@ -77,11 +77,15 @@ fn redact(mut s: Value, topo: &Topology, dir: &TempDir, shm: &TestTmpfs) -> Valu
         .replace(topo.host.name(), "[netns]");
     s = serde_json::from_str(&text).expect("still JSON");
     let file = s["state_file"].as_str().expect("state_file").to_string();
-    let ino = file
-        .strip_prefix("[state-dir]/netns-")
+    let cookie = file
+        .strip_prefix("[state-dir]/netns-cookie-")
         .and_then(|f| f.split('-').next())
-        .expect("netns-INODE-BRIDGE.json");
-    s["state_file"] = Value::String(file.replace(ino, "[inode]"));
+        .expect("netns-cookie-COOKIE-BRIDGE.json");
+    s["state_file"] = Value::String(file.replace(cookie, "[cookie]"));
+    for (field, value) in [("netns_inode", "[inode]"), ("netns_cookie", "[cookie]")] {
+        assert!(s[field].is_u64(), "{field}: {s}");
+        s[field] = Value::String(value.into());
+    }
     s
 }
 

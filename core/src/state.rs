@@ -1,6 +1,8 @@
 //! What env-qemu remembers between commands: the pre-start snapshot, what it attached, and
 //! the journal of the command in flight.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::Snapshot;
@@ -42,8 +44,10 @@ fn first_round() -> u32 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
-    /// Identifies the network namespace the state belongs to (its inode, `net:[4026531840]`),
-    /// so a state file is never applied to another namespace.
+    /// Identifies the network namespace the state belongs to, so a state file is never
+    /// applied to another namespace: the text of a [`NetnsId`], `net:[4026532840] cookie 4097`
+    /// (inode and cookie), or `net:[4026532840]` (the inode alone: files written before
+    /// cookies, and kernels without them). Commands compare it as a whole.
     pub netns: String,
     pub request: StartRequest,
     pub phase: Phase,
@@ -71,6 +75,103 @@ impl State {
             taps: Vec::new(),
             journal: Vec::new(),
             holders: Vec::new(),
+        }
+    }
+}
+
+/// A network namespace as env-qemu tells them apart: the inode of its nsfs file and, where
+/// the kernel has it (Linux 5.14 and later), its cookie (`SO_NETNS_COOKIE`).
+///
+/// The inode identifies a namespace among those alive, but the kernel hands a freed inode
+/// number to the next namespace (or other nsfs object) it creates: a state keyed by the
+/// inode alone would be taken for the new namespace's own. The cookie is a 64-bit counter
+/// that the kernel never hands out twice while it runs. Where there is no cookie, the
+/// callers add a check of the devices the state names (see the CLI's `context` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NetnsId {
+    pub inode: u64,
+    pub cookie: Option<u64>,
+}
+
+impl NetnsId {
+    /// Reads the form [`fmt::Display`] writes (and the inode-only form of older files).
+    pub fn parse(text: &str) -> Option<NetnsId> {
+        let rest = text.strip_prefix("net:[")?;
+        let (inode, rest) = rest.split_once(']')?;
+        let inode = digits(inode)?;
+        let cookie = match rest {
+            "" => None,
+            r => Some(digits(r.strip_prefix(" cookie ")?)?),
+        };
+        Some(NetnsId { inode, cookie })
+    }
+}
+
+/// A decimal number without sign, blanks or leading `+`.
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl fmt::Display for NetnsId {
+    /// `net:[INODE] cookie COOKIE`, or `net:[INODE]` without a cookie: what `ip`,
+    /// `lsns` and `/proc/PID/ns/net` call the inode, then the cookie.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "net:[{}]", self.inode)?;
+        if let Some(c) = self.cookie {
+            write!(f, " cookie {c}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NetnsId;
+
+    #[test]
+    fn netns_ids_read_back_what_they_write() {
+        for id in [
+            NetnsId {
+                inode: 4026532840,
+                cookie: Some(4097),
+            },
+            NetnsId {
+                inode: 4026531840,
+                cookie: None,
+            },
+            NetnsId {
+                inode: 1,
+                cookie: Some(u64::MAX),
+            },
+        ] {
+            assert_eq!(NetnsId::parse(&id.to_string()), Some(id), "{id}");
+        }
+        assert_eq!(
+            NetnsId::parse("net:[4026532840] cookie 4097").map(|i| i.to_string()),
+            Some("net:[4026532840] cookie 4097".to_string())
+        );
+    }
+
+    #[test]
+    fn malformed_netns_ids_are_none() {
+        for text in [
+            "",
+            "sim",
+            "net:[]",
+            "net:[12",
+            "net:[+12]",
+            "net:[12] ",
+            "net:[12] cookie",
+            "net:[12] cookie ",
+            "net:[12] cookie x",
+            "net:[12] cookie -1",
+            "net:[12]cookie 3",
+            "net:[99999999999999999999]",
+        ] {
+            assert_eq!(NetnsId::parse(text), None, "{text:?}");
         }
     }
 }

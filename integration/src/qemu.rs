@@ -1,5 +1,5 @@
 //! A real QEMU guest on a test namespace's bridge: what QEMU needs ([`qemu_unavailable`],
-//! [`require_qemu!`]), its `qemu-ifup`/`qemu-ifdown` scripts ([`IfScripts`]) and the VM
+//! [`crate::require_qemu!`]), its `qemu-ifup`/`qemu-ifdown` scripts ([`IfScripts`]) and the VM
 //! itself ([`Qemu`]), started inside the namespace and ended by PID.
 //!
 //! QEMU runs under TCG (no KVM needed; on the CI machine /dev/kvm exists, but a guest
@@ -73,7 +73,7 @@ macro_rules! require_qemu {
     };
 }
 
-/// Like [`require_qemu!`], and also needs the Linux guest's parts (kernel, e1000 module,
+/// Like [`crate::require_qemu!`], and also needs the Linux guest's parts (kernel, e1000 module,
 /// static busybox, cpio, gzip); evaluates to the [`crate::guest::GuestKit`].
 #[macro_export]
 macro_rules! require_linux_guest {
@@ -89,7 +89,7 @@ macro_rules! require_linux_guest {
 }
 
 /// QEMU's `script=`/`downscript=`: shell wrappers that run env-qemu under the names
-/// `qemu-ifup`/`qemu-ifdown` (a symlink, so argv[0] picks `add`/`del`) with the test's
+/// `qemu-ifup`/`qemu-ifdown` (a symlink, so `argv[0]` picks `add`/`del`) with the test's
 /// confinement options, since QEMU passes only the tap name. Each call and its exit
 /// status land in [`IfScripts::log`].
 #[derive(Debug, Clone)]

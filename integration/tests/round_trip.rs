@@ -332,3 +332,24 @@ async fn dynamic_ipv6_address() {
         .ip("addr add 2001:db8:0:1::10/64 dev eth0 valid_lft 3600 preferred_lft 1800");
     round_trip(&topo, "eth0").await;
 }
+
+/// A static and a dynamic IPv6 address on one prefix (a host with a fixed address beside
+/// its SLAAC one): the kernel keeps one prefix route for both, whose expiry follows the
+/// last address added and which the deletion of the last permanent one removes. Start and
+/// stop twenty times in a row: exact restore each time and, while bridged, no route left
+/// on the port (`round_trip` checks both).
+#[tokio::test]
+async fn static_and_dynamic_ipv6_on_one_prefix_twenty_times() {
+    require_tun!();
+    let topo = build(HostConfig {
+        addresses: vec!["192.0.2.10/24".into()],
+        routes: vec![format!("default via {LAN_ROUTER_V4} dev eth0")],
+        ..HostConfig::bare()
+    });
+    topo.host.ip("addr add 2001:db8::31/64 dev eth0 nodad");
+    topo.host
+        .ip("addr add 2001:db8::aa/64 dev eth0 nodad valid_lft 7200 preferred_lft 3600");
+    for _ in 0..20 {
+        round_trip(&topo, "eth0").await;
+    }
+}

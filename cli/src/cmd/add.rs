@@ -8,7 +8,7 @@ use crate::output::Out;
 
 pub async fn run(ctx: &Ctx, out: Out, tap: &str, attach: bool) -> Result<(), Failure> {
     let tap = ifname(tap)?;
-    let store = ctx.store();
+    let store = ctx.store(out).await?;
     // Concurrent adds (several VMs booting) queue here: each reads, changes and writes the
     // state in turn, so no attachment is lost.
     let _lock = store.lock()?;

@@ -37,7 +37,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     ) {
         shield_signals();
     }
-    let ctx = Ctx::open(g)?;
+    let ctx = Ctx::open(g).await?;
     match &cli.command {
         Command::Start(a) => start::run(&ctx, out, a).await,
         Command::Add(a) => add::run(&ctx, out, &a.tap, true).await,

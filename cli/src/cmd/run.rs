@@ -19,7 +19,7 @@ use crate::exit::{Code, Failure};
 use crate::output::Out;
 
 pub async fn run(ctx: &Ctx, out: Out, a: &RunArgs) -> Result<ExitCode, Failure> {
-    let store = ctx.store();
+    let store = ctx.store(out).await?;
     let me = std::process::id();
     // Handlers first: a signal during start must neither kill us half-way through the plan
     // nor be lost; it reaches the command as soon as the command exists.

@@ -35,10 +35,19 @@ pub async fn request(ctx: &Ctx, a: &StartArgs) -> Result<StartRequest, Failure> 
 }
 
 pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
-    let store = ctx.store();
     // A dry run changes nothing, so it needs no lock (nor root to create one).
-    let _lock = if a.dry_run { None } else { Some(store.lock()?) };
-    commands::ensure_not_started(&store, &ctx.netns_id)?;
+    let (store, _lock) = if a.dry_run {
+        let found = ctx.find_store().await?;
+        if !found.stale_at_key {
+            commands::ensure_not_started(&found.store, &found.netns_id)?;
+        }
+        (found.store, None)
+    } else {
+        let store = ctx.store(out).await?;
+        let lock = store.lock()?;
+        commands::ensure_not_started(&store, &ctx.netns_id)?;
+        (store, Some(lock))
+    };
     let req = request(ctx, a).await?;
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);

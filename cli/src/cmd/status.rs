@@ -12,10 +12,14 @@ use env_qemu_core::Kernel;
 use crate::context::Ctx;
 use crate::exit::Failure;
 use crate::output::Out;
+use crate::statedir::StaleFile;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub netns: String,
+    /// The namespace's inode and cookie (`null` on kernels before 5.14).
+    pub netns_inode: u64,
+    pub netns_cookie: Option<u64>,
     pub bridge: String,
     pub state_file: String,
     pub started: bool,
@@ -28,6 +32,8 @@ pub struct Status {
     pub drift: Vec<String>,
     /// The interrupted command's journal, when a command did not finish.
     pub interrupted_at: Option<String>,
+    /// State files of network namespaces that no longer exist (every bridge).
+    pub stale: Vec<StaleFile>,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,7 +42,13 @@ pub struct ShmStatus {
     pub size_before: String,
 }
 
-pub fn status(ctx: &Ctx, path: String, state: Option<&State>, live: &NetState) -> Status {
+pub fn status(
+    ctx: &Ctx,
+    path: String,
+    state: Option<&State>,
+    live: &NetState,
+    stale: Vec<StaleFile>,
+) -> Status {
     let br = &ctx.bridge;
     let ports: Vec<IfName> = live.ports_of(br).map(|l| l.name.clone()).collect();
     let uplink = state.map(|s| s.request.uplink.clone());
@@ -52,6 +64,8 @@ pub fn status(ctx: &Ctx, path: String, state: Option<&State>, live: &NetState) -
     };
     Status {
         netns: ctx.netns_label.clone(),
+        netns_inode: ctx.netns.inode,
+        netns_cookie: ctx.netns.cookie,
         bridge: br.to_string(),
         state_file: path,
         started: state.is_some(),
@@ -74,25 +88,31 @@ pub fn status(ctx: &Ctx, path: String, state: Option<&State>, live: &NetState) -
         interrupted_at: state
             .and_then(|s| s.journal.last())
             .map(|j| format!("{} step {}/{}: {}", j.command, j.step, j.of, j.op)),
+        stale,
     }
 }
 
 pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
-    let store = ctx.store();
-    let state = store.load()?;
-    if let Some(s) = state.as_ref().filter(|s| s.netns != ctx.netns_id) {
-        return Err(commands::CommandError::WrongNamespace {
-            saved: s.netns.clone(),
-            here: ctx.netns_id.clone(),
+    let found = ctx.find_store().await?;
+    let state = match found.store.load()? {
+        _ if found.stale_at_key => None,
+        Some(s) if s.netns != found.netns_id => {
+            return Err(commands::CommandError::WrongNamespace {
+                saved: s.netns,
+                here: ctx.netns_id.clone(),
+            }
+            .into())
         }
-        .into());
-    }
+        state => state,
+    };
+    let stale = ctx.stale_files().await?;
     let live = ctx.kernel.dump().await?;
     let s = status(
         ctx,
-        store.path().display().to_string(),
+        found.store.path().display().to_string(),
         state.as_ref(),
         &live,
+        stale,
     );
     if out.json {
         println!(
@@ -103,6 +123,7 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
     }
     if !s.started {
         println!("env-qemu is not started on {} ({}).", s.bridge, s.netns);
+        print_stale(&s.stale);
         return Ok(());
     }
     let phase = match s.phase {
@@ -142,5 +163,12 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
             println!("  - {d}");
         }
     }
+    print_stale(&s.stale);
     Ok(())
+}
+
+fn print_stale(stale: &[StaleFile]) {
+    for f in stale {
+        println!("stale    {}", f.describe());
+    }
 }

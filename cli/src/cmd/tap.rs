@@ -14,7 +14,7 @@ use crate::exit::{Code, Failure};
 use crate::output::Out;
 
 pub async fn run(ctx: &Ctx, out: Out, c: &TapCommand) -> Result<(), Failure> {
-    let store = ctx.store();
+    let store = ctx.store(out).await?;
     let _lock = store.lock()?;
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);

@@ -5,6 +5,7 @@
 
 mod file;
 mod journal_file;
+pub mod key;
 mod memory;
 
 use std::path::PathBuf;

@@ -1,7 +1,6 @@
 //! The four ways of doing env-qemu's job that the bench compares, behind one trait: the
 //! `env-qemu` binary, env-qemu's core in-process, the iproute2 script, and `ip -batch`.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,7 +139,7 @@ impl Driver for Binary {
 
 /// Where an in-process run keeps its state.
 pub enum Store {
-    /// The CLI's file (`DIR/netns-INODE-BRIDGE.json`), locked like the CLI locks it.
+    /// The CLI's file (`DIR/netns-cookie-COOKIE-BRIDGE.json`), locked like the CLI locks it.
     Dir(PathBuf),
     /// No file at all: what the journal costs without I/O.
     Memory(MemoryStore),
@@ -152,7 +151,7 @@ pub struct InProc<'r> {
     rt: &'r Runtime,
     ns_path: PathBuf,
     netns_id: String,
-    ino: u64,
+    file_name: String,
     store: Store,
     pub last: Breakdown,
     pub last_plan: Plan,
@@ -160,12 +159,13 @@ pub struct InProc<'r> {
 
 impl<'r> InProc<'r> {
     pub fn new(rt: &'r Runtime, ns: &TestNs, store: Store) -> InProc<'r> {
-        let ino = std::fs::metadata(ns.path()).expect("stat netns").ino();
+        let id = env_qemu_backend_netlink::identity_at(&ns.path()).expect("netns identity");
+        let bridge = IfName::new(BRIDGE).expect("bridge name");
         InProc {
             rt,
             ns_path: ns.path(),
-            netns_id: format!("net:[{ino}]"),
-            ino,
+            netns_id: id.to_string(),
+            file_name: env_qemu_core::store::key::state_file_name(&id, &bridge),
             store,
             last: Breakdown::default(),
             last_plan: Plan::default(),
@@ -181,7 +181,7 @@ impl Driver for InProc<'_> {
         let _lock;
         let store: &dyn StateStore = match &self.store {
             Store::Dir(dir) => {
-                file_store = FileStore::new(dir.join(format!("netns-{}-{BRIDGE}.json", self.ino)));
+                file_store = FileStore::new(dir.join(&self.file_name));
                 _lock = file_store.lock().expect("lock state");
                 &file_store
             }

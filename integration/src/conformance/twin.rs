@@ -270,7 +270,7 @@ impl Twin {
             .map_err(|e| self.fail(&format!("the real dump failed: {e}")))
     }
 
-    /// The states agree once normalised; the real side gets [`SETTLE`] to get there.
+    /// The states agree once normalised; the real side gets `SETTLE` (4 s) to get there.
     pub fn compare_states(&mut self) -> Result<(), Disagreement> {
         self.compare_with(None)
     }
