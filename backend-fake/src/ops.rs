@@ -50,6 +50,11 @@ impl Ns {
             Op::TmpfsResize { path, size_bytes } => tmpfs::resize(self, path, *size_bytes),
             Op::SysctlSet { key, value } => sysctls::set(self, key, value),
             Op::AwaitDad { dev, addresses } => crate::ipv6::await_dad(self, dev, addresses),
+            // Programs of the host are not the kernel's: the simulated host applies them.
+            Op::Host { .. } => Err(crate::error::Fail::new(
+                libc::EOPNOTSUPP,
+                "not a kernel operation",
+            )),
         }
     }
 }

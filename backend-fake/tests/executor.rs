@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use common::runtime;
 use common::world::{build, n, NicSpec, WorldSpec};
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::exec::{execute, Event, Executed, Journal, Round, StepFailure};
+use env_qemu_core::exec::{execute, Event, Executed, Journal, Machine, Round, StepFailure};
 use env_qemu_core::observe::observe;
 use env_qemu_core::plan::{plan_start, Plan, ShmRequest, StartRequest};
 use env_qemu_core::state::JournalEntry;
@@ -105,7 +105,11 @@ async fn run(
         command: "start",
         round: 1,
     };
-    let r = execute(sim, plan, at, &mut j, &mut obs).await;
+    let machine = Machine {
+        kernel: sim,
+        host: &env_qemu_core::host::NoHost,
+    };
+    let r = execute(machine, plan, at, &mut j, &mut obs).await;
     (r, j.entries, events)
 }
 

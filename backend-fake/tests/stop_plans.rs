@@ -61,6 +61,7 @@ fn stop_plan(rich: bool) -> String {
         traffic::learn_gateways(&sim, &initial, &name(Target::Nic(0)), &name(Target::Bridge));
         let env = Env {
             kernel: &sim,
+            host: &env_qemu_core::host::NoHost,
             store: &store,
             netns: "sim".into(),
             observer: &mut noop,

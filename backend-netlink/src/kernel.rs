@@ -109,6 +109,10 @@ impl NetlinkKernel {
                     .run(move |_| sysctl::write(&key, &value))
                     .await?
             }
+            Op::Host { .. } => Err(Failure::kind(
+                env_qemu_core::ErrorKind::Unsupported,
+                "a program of the host, not the kernel, applies this",
+            )),
             Op::AwaitDad { dev, addresses } => {
                 addresses::await_dad(&self.worker, dev, addresses).await
             }

@@ -124,6 +124,7 @@ impl Ctx {
     ) -> Env<'a> {
         Env {
             kernel: &self.kernel,
+            host: &env_qemu_core::host::NoHost,
             store,
             netns: self.netns_id.clone(),
             observer,

@@ -8,8 +8,8 @@
 //! an address's temporary siblings with it, a prefix route expires): the plan is a first
 //! guess, the dump is the truth.
 
-use crate::exec::{execute, Event, Journal, Round, StepError, StepFailure};
-use crate::kernel::{Kernel, KernelError};
+use crate::exec::{execute, Event, Journal, Machine, Round, StepError, StepFailure};
+use crate::kernel::KernelError;
 use crate::model::{DumpFilter, IfName, Snapshot};
 use crate::observe::{observe_scope, Scope};
 use crate::plan::{
@@ -170,7 +170,7 @@ pub struct Sink<'a> {
 /// until the goal is verified, [`MAX_ROUNDS`] rounds have run, or no further step can be
 /// planned. Fails only when the kernel cannot be read at all.
 pub async fn converge(
-    kernel: &dyn Kernel,
+    machine: Machine<'_>,
     sink: &mut Sink<'_>,
     command: &str,
     goal: &Goal,
@@ -193,7 +193,7 @@ pub async fn converge(
         let plan = match next.take() {
             Some(plan) if !plan.is_empty() => plan,
             _ => {
-                let live = observe_scope(kernel, &scope).await?;
+                let live = observe_scope(machine.kernel, &scope).await?;
                 let residual = expected.differences(&live);
                 (sink.observer)(Event::Verified {
                     goal: &name,
@@ -228,7 +228,7 @@ pub async fn converge(
             command,
             round: p.rounds,
         };
-        let done = execute(kernel, &plan, at, sink.journal, sink.observer).await;
+        let done = execute(machine, &plan, at, sink.journal, sink.observer).await;
         p.applied += done.applied;
         if let Some(e) = done.failed {
             if let Some(why) = give_up(&p.failures, &e) {

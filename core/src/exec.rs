@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::host::Host;
 use crate::kernel::{Kernel, KernelError};
 use crate::observe::observe_for;
 use crate::op::Op;
@@ -101,6 +102,23 @@ impl fmt::Display for StepError {
     }
 }
 
+/// What plans act on: the kernel, and the programs of the host that manage the uplink.
+#[derive(Clone, Copy)]
+pub struct Machine<'a> {
+    pub kernel: &'a dyn Kernel,
+    pub host: &'a dyn Host,
+}
+
+impl Machine<'_> {
+    /// Applies `op` where it belongs: [`Op::Host`] to the host, the rest to the kernel.
+    pub async fn apply(&self, op: &Op) -> Result<(), KernelError> {
+        match op {
+            Op::Host { host } => self.host.apply(host).await,
+            _ => self.kernel.apply(op).await,
+        }
+    }
+}
+
 /// Where a round runs: which command, which round.
 #[derive(Debug, Clone, Copy)]
 pub struct Round<'a> {
@@ -120,7 +138,7 @@ pub struct Executed {
 /// Applies `plan` through `kernel` until its end or its first step that fails without its
 /// purpose holding.
 pub async fn execute(
-    kernel: &dyn Kernel,
+    machine: Machine<'_>,
     plan: &Plan,
     at: Round<'_>,
     journal: &mut dyn Journal,
@@ -138,7 +156,7 @@ pub async fn execute(
             op: op.clone(),
         };
         let outcome = match journal.record(&entry) {
-            Ok(()) => kernel.apply(op).await.map_err(StepFailure::from),
+            Ok(()) => machine.apply(op).await.map_err(StepFailure::from),
             Err(e) => Err(StepFailure::from(e)),
         };
         let cause = match outcome {
@@ -153,7 +171,7 @@ pub async fn execute(
                 continue;
             }
             Err(StepFailure::Kernel(error)) => {
-                if purpose_holds(kernel, op).await {
+                if purpose_holds(machine.kernel, op).await {
                     observer(Event::AlreadyDone {
                         round,
                         step,

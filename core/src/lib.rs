@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod converge;
 pub mod exec;
+pub mod host;
 pub mod kernel;
 pub mod model;
 pub mod observe;

@@ -135,6 +135,7 @@ impl Scope {
                 },
             },
             Op::NeighReplace { dev, .. } | Op::NeighDel { dev, .. } => Scope::devices(&[dev]),
+            Op::Host { .. } => Scope::default(),
             Op::AwaitDad { dev, .. } => Scope {
                 filter: DumpFilter {
                     addresses: true,

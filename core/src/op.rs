@@ -127,6 +127,11 @@ pub enum Op {
         dev: IfName,
         addresses: Vec<IpAddr>,
     },
+    /// A change to a program that manages the uplink (a DHCP client handed over to the
+    /// bridge); applied by the [`crate::host::Host`], not the kernel.
+    Host {
+        host: crate::host::HostOp,
+    },
 }
 
 impl Op {
@@ -147,6 +152,7 @@ impl Op {
             Op::TmpfsResize { path, .. } => format!("tmpfs {}", path.display()),
             Op::SysctlSet { key, .. } => key.to_string(),
             Op::AwaitDad { dev, .. } => format!("duplicate address detection on {dev}"),
+            Op::Host { host } => host.object(),
         }
     }
 }
@@ -260,6 +266,7 @@ impl fmt::Display for Op {
                 path.display()
             ),
             Op::SysctlSet { key, value } => write!(f, "sysctl -w {}={value}", key.dotted()),
+            Op::Host { host } => write!(f, "{host}"),
             Op::AwaitDad { dev, addresses } => {
                 let ips: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
                 write!(

@@ -557,6 +557,8 @@ pub fn holds(op: &Op, live: &Snapshot) -> bool {
             .as_ref()
             .is_some_and(|t| &t.path == path && t.size_bytes == *size_bytes),
         Op::SysctlSet { key, value } => live.sysctl(key) == Some(value.as_str()),
+        // A program's state is not in a dump: a refused handover is a failure.
+        Op::Host { .. } => false,
         Op::AwaitDad { dev, addresses } => !live
             .net
             .addresses_of(dev)

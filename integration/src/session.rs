@@ -64,6 +64,7 @@ macro_rules! with_env {
         let mut observer = |e: Event<'_>| log.push((Instant::now(), describe(e)));
         let mut $env = Env {
             kernel: &$session.kernel,
+            host: &env_qemu_core::host::NoHost,
             store: &$session.store,
             netns: $session.netns.clone(),
             observer: &mut observer,

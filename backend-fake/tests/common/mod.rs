@@ -61,6 +61,7 @@ pub async fn run_on(
 ) -> Option<Result<Report, CommandError>> {
     let mut env = Env {
         kernel,
+        host: &env_qemu_core::host::NoHost,
         store,
         netns: "sim".into(),
         observer,

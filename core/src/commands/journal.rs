@@ -51,5 +51,9 @@ pub(super) async fn converge_journalled(
         journal: &mut journal,
         observer: &mut *env.observer,
     };
-    converge(env.kernel, &mut sink, command, goal, first).await
+    let machine = crate::exec::Machine {
+        kernel: env.kernel,
+        host: env.host,
+    };
+    converge(machine, &mut sink, command, goal, first).await
 }

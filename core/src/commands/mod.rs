@@ -23,6 +23,8 @@ use crate::store::StateStore;
 /// What every command works with.
 pub struct Env<'a> {
     pub kernel: &'a dyn Kernel,
+    /// The programs that manage the uplink ([`crate::host::NoHost`] where none is reachable).
+    pub host: &'a dyn crate::host::Host,
     pub store: &'a dyn StateStore,
     /// The identity of the namespace `kernel` acts on (see [`State::netns`]).
     pub netns: String,

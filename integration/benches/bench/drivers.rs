@@ -193,6 +193,7 @@ impl Driver for InProc<'_> {
         let mut observer = |_: Event<'_>| {};
         let mut env = Env {
             kernel: &metered_kernel,
+            host: &env_qemu_core::host::NoHost,
             store: &metered_store,
             netns: self.netns_id.clone(),
             observer: &mut observer,

@@ -68,6 +68,7 @@ pub fn requests(op: &Op) -> u32 {
         Op::TmpfsResize { .. } | Op::SysctlSet { .. } => 0,
         // One address dump when DAD has already run; more while it has not.
         Op::AwaitDad { .. } => 1,
+        Op::Host { .. } => 0,
     }
 }
 
@@ -86,7 +87,8 @@ pub fn minimum_requests(op: &Op) -> u32 {
         }
         | Op::TmpfsResize { .. }
         | Op::SysctlSet { .. }
-        | Op::AwaitDad { .. } => 0,
+        | Op::AwaitDad { .. }
+        | Op::Host { .. } => 0,
         _ => 1,
     }
 }
@@ -119,6 +121,7 @@ pub fn kind(op: &Op) -> &'static str {
         Op::TmpfsResize { .. } => "tmpfs resize",
         Op::SysctlSet { .. } => "sysctl write",
         Op::AwaitDad { .. } => "await DAD",
+        Op::Host { .. } => "host program",
     }
 }
 

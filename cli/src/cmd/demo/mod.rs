@@ -72,6 +72,7 @@ async fn walk(lab: &Lab, out: Out) -> Result<(), Failure> {
     let mut observer = out.observer();
     let mut env = Env {
         kernel: &kernel,
+        host: &env_qemu_core::host::NoHost,
         store: &store,
         netns: host.clone(),
         observer: &mut observer,

@@ -1,0 +1,184 @@
+//! The manager of the uplink: the program that configures its addresses (a DHCP client,
+//! NetworkManager, the kernel's own SLAAC) and that `start` and `stop` hand the job over
+//! to the bridge and back, through the program's own runtime interface, as operations of
+//! the plan ([`HostOp`]) beside the kernel's.
+//!
+//! [`Host`] is to these programs what [`crate::Kernel`] is to the kernel: detection and one
+//! `apply` per operation, implemented for real hosts in the backend and simulated in the
+//! fake one.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::{ErrorKind, KernelError};
+use crate::model::IfName;
+
+/// A lease a DHCP client holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub address: IpAddr,
+    /// The lease time the server granted, in seconds.
+    pub seconds: u32,
+}
+
+/// How dhcpcd runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DhcpcdMode {
+    /// One daemon for every interface (`dhcpcd -b`, the Debian/Raspberry Pi service).
+    Manager,
+    /// One daemon for this interface (`dhcpcd eth0`, as ifupdown starts it).
+    PerInterface,
+}
+
+/// A program that configures the uplink, as detected on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Client {
+    /// dhcpcd, reached through its control socket.
+    Dhcpcd {
+        mode: DhcpcdMode,
+        /// `/run/dhcpcd/sock` (manager) or `/run/dhcpcd/IFACE.sock`.
+        socket: PathBuf,
+        pid: u32,
+        lease: Option<Lease>,
+    },
+    /// ISC dhclient: no control interface; stopped by its PID and started again with its
+    /// own command line.
+    Dhclient {
+        pid: u32,
+        argv: Vec<String>,
+        lease: Option<Lease>,
+    },
+    /// NetworkManager owns the device (over D-Bus).
+    NetworkManager { profile: Option<String> },
+    /// systemd-networkd owns the device.
+    Networkd,
+    /// Something env-qemu cannot hand over: named, so start can refuse and say what.
+    Unknown { name: String, pid: Option<u32> },
+}
+
+impl Client {
+    /// How messages name it: `dhcpcd (manager, pid 812)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Client::Dhcpcd { mode, pid, .. } => {
+                let mode = match mode {
+                    DhcpcdMode::Manager => "manager",
+                    DhcpcdMode::PerInterface => "one interface",
+                };
+                format!("dhcpcd ({mode}, pid {pid})")
+            }
+            Client::Dhclient { pid, .. } => format!("dhclient (pid {pid})"),
+            Client::NetworkManager { profile: Some(p) } => {
+                format!("NetworkManager (profile {p})")
+            }
+            Client::NetworkManager { profile: None } => "NetworkManager".into(),
+            Client::Networkd => "systemd-networkd".into(),
+            Client::Unknown { name, pid: Some(p) } => format!("{name} (pid {p})"),
+            Client::Unknown { name, pid: None } => name.clone(),
+        }
+    }
+
+    /// The lease the client holds on the uplink, if it says.
+    pub fn lease(&self) -> Option<&Lease> {
+        match self {
+            Client::Dhcpcd { lease, .. } | Client::Dhclient { lease, .. } => lease.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Who manages the uplink: the programs found, and whether the kernel does SLAAC on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Managers {
+    pub clients: Vec<Client>,
+    /// `accept_ra` and `autoconf` on: the kernel makes and refreshes addresses from router
+    /// advertisements (the bridge takes this over through the copied sysctls).
+    #[serde(default)]
+    pub kernel_slaac: bool,
+}
+
+impl Managers {
+    /// One line per manager, for `doctor`, `status` and `--dry-run`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.clients.iter().map(Client::describe).collect();
+        if self.kernel_slaac {
+            out.push("the kernel (SLAAC from router advertisements)".into());
+        }
+        out
+    }
+}
+
+/// One change to a managing program, as data (journalled, rendered by `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "host", rename_all = "snake_case")]
+pub enum HostOp {
+    /// A command written to dhcpcd's control socket, as the words of a `dhcpcd` command
+    /// line (`-p -x eth0`): what `dhcpcd ARGS` would send to a running daemon.
+    Dhcpcd { socket: PathBuf, args: Vec<String> },
+    /// SIGTERM to `pid`, if it still runs `argv` (a PID is checked before it is signalled).
+    Terminate { pid: u32, argv: Vec<String> },
+    /// Starts `argv`, detached from env-qemu (its own session, stdio on /dev/null).
+    Spawn { argv: Vec<String> },
+}
+
+impl HostOp {
+    /// How errors name the object.
+    pub fn object(&self) -> String {
+        match self {
+            HostOp::Dhcpcd { socket, .. } => format!("dhcpcd control socket {}", socket.display()),
+            HostOp::Terminate { pid, argv } => {
+                format!(
+                    "process {pid} ({})",
+                    argv.first().map_or("?", String::as_str)
+                )
+            }
+            HostOp::Spawn { argv } => format!("program {}", argv.join(" ")),
+        }
+    }
+}
+
+impl fmt::Display for HostOp {
+    /// The equivalent shell command.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostOp::Dhcpcd { args, .. } => write!(f, "dhcpcd {}", args.join(" ")),
+            HostOp::Terminate { pid, .. } => write!(f, "kill -TERM {pid}"),
+            HostOp::Spawn { argv } => write!(f, "{}", argv.join(" ")),
+        }
+    }
+}
+
+/// The programs of a host that manage interfaces: detection and the handover operations.
+#[async_trait]
+pub trait Host: Send + Sync {
+    /// Who manages `uplink`.
+    async fn managers(&self, uplink: &IfName) -> Result<Managers, KernelError>;
+    /// Performs one operation.
+    async fn apply(&self, op: &HostOp) -> Result<(), KernelError>;
+}
+
+/// A host whose interfaces nobody manages (static configuration), or whose managers are
+/// out of reach: detects nothing, refuses every operation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHost;
+
+#[async_trait]
+impl Host for NoHost {
+    async fn managers(&self, _uplink: &IfName) -> Result<Managers, KernelError> {
+        Ok(Managers::default())
+    }
+
+    async fn apply(&self, op: &HostOp) -> Result<(), KernelError> {
+        Err(KernelError::new(
+            ErrorKind::Unsupported,
+            op.object(),
+            "no manager of the host is reachable from here",
+        ))
+    }
+}
