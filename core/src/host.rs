@@ -93,24 +93,36 @@ impl Client {
     }
 }
 
-/// Who manages the uplink: the programs found, and whether the kernel does SLAAC on it.
+/// A program managing one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Managed {
+    pub dev: IfName,
+    pub client: Client,
+}
+
+/// Who manages the devices a command touches, as detected on the host. The kernel's own
+/// SLAAC is not here: it follows from the `accept_ra` and `autoconf` sysctls of the
+/// snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Managers {
-    pub clients: Vec<Client>,
-    /// `accept_ra` and `autoconf` on: the kernel makes and refreshes addresses from router
-    /// advertisements (the bridge takes this over through the copied sysctls).
-    #[serde(default)]
-    pub kernel_slaac: bool,
+    pub managed: Vec<Managed>,
 }
 
 impl Managers {
-    /// One line per manager, for `doctor`, `status` and `--dry-run`.
+    /// The programs managing `dev`.
+    pub fn of<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Client> + 'a {
+        self.managed
+            .iter()
+            .filter(move |m| &m.dev == dev)
+            .map(|m| &m.client)
+    }
+
+    /// One line per program, for `doctor`, `status` and `--dry-run`.
     pub fn describe(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.clients.iter().map(Client::describe).collect();
-        if self.kernel_slaac {
-            out.push("the kernel (SLAAC from router advertisements)".into());
-        }
-        out
+        self.managed
+            .iter()
+            .map(|m| format!("{} manages {}", m.client.describe(), m.dev))
+            .collect()
     }
 }
 
@@ -157,8 +169,8 @@ impl fmt::Display for HostOp {
 /// The programs of a host that manage interfaces: detection and the handover operations.
 #[async_trait]
 pub trait Host: Send + Sync {
-    /// Who manages `uplink`.
-    async fn managers(&self, uplink: &IfName) -> Result<Managers, KernelError>;
+    /// Who manages each of `devs`.
+    async fn managers(&self, devs: &[IfName]) -> Result<Managers, KernelError>;
     /// Performs one operation.
     async fn apply(&self, op: &HostOp) -> Result<(), KernelError>;
 }
@@ -170,7 +182,7 @@ pub struct NoHost;
 
 #[async_trait]
 impl Host for NoHost {
-    async fn managers(&self, _uplink: &IfName) -> Result<Managers, KernelError> {
+    async fn managers(&self, _devs: &[IfName]) -> Result<Managers, KernelError> {
         Ok(Managers::default())
     }
 
