@@ -192,13 +192,15 @@ fn restore_nic(
         .routes_via(nic)
         .filter(|r| r.protocol != RouteProtocol::Kernel)
     {
-        if live.net.routes.contains(r) {
+        if live.net.routes.iter().any(|l| l.same_ignoring_expiry(r)) {
             continue;
         }
         let holder = live.net.routes.iter().find(|l| l.key() == r.key());
         match holder {
             Some(l) if l.via(br) => plan.push(Step::new(
-                Op::RouteReplace { route: r.clone() },
+                Op::RouteReplace {
+                    route: r.with_expiry_of(l),
+                },
                 Op::RouteReplace { route: l.clone() },
             )),
             None => plan.push(Step::new(
@@ -270,7 +272,11 @@ fn creates_lasting_prefix_route(a: &Address, live: &Snapshot) -> bool {
     a.family() == Family::Inet6
         && a.valid_lft.is_some()
         && !a.has(AddrFlag::Noprefixroute)
-        && !live.net.routes.contains(&kernel_prefix_route(a))
+        && !live
+            .net
+            .routes
+            .iter()
+            .any(|l| l.same_ignoring_expiry(&kernel_prefix_route(a)))
 }
 
 /// The route the kernel makes for an IPv6 address's prefix.
@@ -333,7 +339,8 @@ fn unaddress_bridge(pre: &Snapshot, live: &Snapshot, nic: &IfName, br: &IfName, 
         let kept = live.net.addresses_of(br).any(|o| {
             o.family() == Family::Inet6 && o.prefix() == a.prefix() && !moved.contains(&o)
         });
-        let made_by_it = !a.has(AddrFlag::Noprefixroute) && live.net.routes.contains(&r);
+        let made_by_it = !a.has(AddrFlag::Noprefixroute)
+            && live.net.routes.iter().any(|l| l.same_ignoring_expiry(&r));
         if made_by_it && !kept && !leftovers.contains(&r) {
             leftovers.push(r);
         }
