@@ -201,7 +201,7 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
         let lo_i = ns.require(&lo)?;
         check_src_v6(ns, &r, lo_i)?;
         r.dev = Some(lo);
-        return Ok(r);
+        return Ok(reject_flags(r));
     }
     if let Some(IpAddr::V6(gw)) = r.gateway {
         let local = |i: u32| ns.has_v6(gw, i, false);
@@ -252,7 +252,21 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
         return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
     }
     check_src_v6(ns, &r, i)?;
+    if matches!(ns.dev(i).kind, Kind::Loopback) {
+        return Ok(reject_flags(r));
+    }
     Ok(r)
+}
+
+/// ip6_route_info_create makes a reject route, and any route through lo, a reject
+/// route internally by assigning its flags (RTF_REJECT | RTF_NONEXTHOP), which wipes
+/// the RTF_EXPIRES and RTF_PREF bits set before: such a route never expires and reads
+/// `pref medium` (measured: `blackhole … expires 600 pref high`, `… dev lo pref high`).
+/// Its metrics stay.
+fn reject_flags(mut r: Route) -> Route {
+    r.expires = None;
+    r.pref = RoutePref::Medium;
+    r
 }
 
 /// ipv6_chk_addr(src, dev): on `dev`, or a global address anywhere. Tentative addresses

@@ -3,7 +3,9 @@
 //! (the real kernel is the authority); these keep it fixed. Each runs like a generated
 //! case: a fresh simulator and a fresh namespace, every step compared.
 
-use env_qemu_core::model::{AddrFlag, RouteProtocol, RouteScope, RouteType};
+use env_qemu_core::model::{
+    rtax, AddrFlag, RouteMetrics, RoutePref, RouteProtocol, RouteScope, RouteType,
+};
 use env_qemu_core::Op;
 use env_qemu_integration::conformance::ops::*;
 use env_qemu_integration::conformance::{run_sequence, World};
@@ -453,4 +455,30 @@ fn last_port_leaving_may_give_the_bridge_a_link_local() {
     ];
     ops.extend([up("br0"), up("v2"), up("v3"), mtu("v3", 68), nomaster("v3")]);
     agree(ops);
+}
+
+/// ip6_route_info_create turns reject routes, and any route through lo, into reject
+/// routes by assigning their flags, which wipes RTF_EXPIRES and the preference bits:
+/// they never expire and read `pref medium`; their metrics stay.
+#[test]
+fn ipv6_reject_and_lo_routes_drop_expiry_and_preference() {
+    require_tun!();
+    let mut m = RouteMetrics::default();
+    m.set(rtax::ADVMSS, 1360);
+    agree(vec![
+        route_add(
+            route("2001:db8:f::/64")
+                .with_type(RouteType::Prohibit)
+                .expires(600)
+                .pref(RoutePref::High)
+                .metrics(m.clone()),
+        ),
+        route_add(
+            route("2001:db8:1::/64")
+                .dev("lo")
+                .expires(600)
+                .pref(RoutePref::Low)
+                .metrics(m),
+        ),
+    ]);
 }
