@@ -251,7 +251,7 @@ mod tests {
     fn route_expiry_may_only_count_down() {
         let r = Route::new("2001:db8:f::/64".parse().unwrap(), None, Some(n("v0"))).expires(600);
         let sim = NetState {
-            routes: vec![r.clone()],
+            routes: vec![r],
             ..NetState::default()
         };
         let mut real = sim.clone();
