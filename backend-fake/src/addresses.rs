@@ -14,6 +14,14 @@ pub(crate) fn add(ns: &mut Ns, req: &Address) -> Res {
     if req.prefix_len > req.family().max_len() {
         return Err(Fail::new(libc::EINVAL, "Invalid prefix length"));
     }
+    // inet6_rtm_newaddr, before it looks for the address: temporary addresses are
+    // made for a /64 only.
+    if req.family() == Family::Inet6 && req.has(AddrFlag::Mngtmpaddr) && req.prefix_len != 64 {
+        return Err(Fail::new(
+            libc::EINVAL,
+            "ipv6: address with \"mngtmpaddr\" flag must have a prefix length of 64",
+        ));
+    }
     check_lifetimes(req)?;
     let mut a = req.clone();
     // Only what `ip addr add` can ask for is taken from the request; the rest is state.

@@ -482,3 +482,15 @@ fn ipv6_reject_and_lo_routes_drop_expiry_and_preference() {
         ),
     ]);
 }
+
+/// inet6_rtm_newaddr refuses `mngtmpaddr` on anything but a /64 (EINVAL), whatever the
+/// device (temporary addresses are made for /64 prefixes only).
+#[test]
+fn mngtmpaddr_needs_a_64() {
+    require_tun!();
+    agree(vec![
+        bridge("br0", None, None, false, 0),
+        addr_add(addr("br0", "2001:db8::1/56").flag(AddrFlag::Mngtmpaddr)),
+        addr_add(addr("br0", "2001:db8::1/64").flag(AddrFlag::Mngtmpaddr)),
+    ]);
+}
