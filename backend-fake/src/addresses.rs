@@ -14,14 +14,6 @@ pub(crate) fn add(ns: &mut Ns, req: &Address) -> Res {
     if req.prefix_len > req.family().max_len() {
         return Err(Fail::new(libc::EINVAL, "Invalid prefix length"));
     }
-    // inet6_rtm_newaddr, before it looks for the address: temporary addresses are
-    // made for a /64 only.
-    if req.family() == Family::Inet6 && req.has(AddrFlag::Mngtmpaddr) && req.prefix_len != 64 {
-        return Err(Fail::new(
-            libc::EINVAL,
-            "ipv6: address with \"mngtmpaddr\" flag must have a prefix length of 64",
-        ));
-    }
     check_lifetimes(req)?;
     let mut a = req.clone();
     // Only what `ip addr add` can ask for is taken from the request; the rest is state.
@@ -97,6 +89,14 @@ fn add_v6(ns: &mut Ns, i: u32, mut a: Address) -> Res {
     // The key is the address alone: the same address with another length is a duplicate.
     if v6.addrs.iter().any(|x| x.ip == a.ip) {
         return Err(Fail::new(libc::EEXIST, "ipv6: address already assigned"));
+    }
+    // inet6_addr_add, once the address is known to be new: temporary addresses are made
+    // for a /64 only.
+    if a.has(AddrFlag::Mngtmpaddr) && a.prefix_len != 64 {
+        return Err(Fail::new(
+            libc::EINVAL,
+            "ipv6: address with \"mngtmpaddr\" flag must have a prefix length of 64",
+        ));
     }
     // The kernel derives the scope from the address; the request's is ignored.
     a.scope = AddrScope::default_for(&a.ip);

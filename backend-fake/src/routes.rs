@@ -189,8 +189,15 @@ pub(crate) fn kernel_prefix_v4(ns: &mut Ns, i: u32, a: &Address, add: bool) {
 /// already there (fib6_add_rt2node: rt6_duplicate_nexthop, EEXIST to addrconf): a
 /// permanent one stays as it is, an expiring one (a user route too) takes the new
 /// expiry, or none (measured: a dynamic address then a permanent one leave a permanent
-/// route; the other way round, it expires with the latest dynamic address).
+/// route; the other way round, it expires with the latest dynamic address). On lo it
+/// never expires.
 pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix, expires: Option<u32>) {
+    // Through lo it is a reject route inside the kernel, whose flags lose RTF_EXPIRES
+    // (see `nexthop::reject_flags`; measured with a dynamic address on lo).
+    let on_lo = ns
+        .idx(dev)
+        .is_some_and(|i| matches!(ns.dev(i).kind, Kind::Loopback));
+    let expires = expires.filter(|_| !on_lo);
     let r = Route {
         table: TABLE_MAIN,
         dst,

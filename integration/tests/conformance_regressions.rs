@@ -483,8 +483,9 @@ fn ipv6_reject_and_lo_routes_drop_expiry_and_preference() {
     ]);
 }
 
-/// inet6_rtm_newaddr refuses `mngtmpaddr` on anything but a /64 (EINVAL), whatever the
-/// device (temporary addresses are made for /64 prefixes only).
+/// inet6_addr_add refuses a new `mngtmpaddr` address on anything but a /64 (EINVAL),
+/// whatever the device (temporary addresses are made for /64 prefixes only); an
+/// address already there is EEXIST before that.
 #[test]
 fn mngtmpaddr_needs_a_64() {
     require_tun!();
@@ -492,5 +493,18 @@ fn mngtmpaddr_needs_a_64() {
         bridge("br0", None, None, false, 0),
         addr_add(addr("br0", "2001:db8::1/56").flag(AddrFlag::Mngtmpaddr)),
         addr_add(addr("br0", "2001:db8::1/64").flag(AddrFlag::Mngtmpaddr)),
+        // An address that is there already is EEXIST first.
+        addr_add(addr("br0", "2001:db8::1/56").flag(AddrFlag::Mngtmpaddr)),
+    ]);
+}
+
+/// The prefix route of a dynamic IPv6 address expires with it, except on lo: a route
+/// through lo is a reject route inside the kernel, and its flags lose RTF_EXPIRES.
+#[test]
+fn a_dynamic_address_on_lo_has_a_prefix_route_that_never_expires() {
+    require_tun!();
+    agree(vec![
+        addr_add(addr("lo", "2001:db8:1::1/64").lifetimes(3600, 1800)),
+        addr_add(addr("lo", "2001:db8:1::2/64").lifetimes(600, 600)),
     ]);
 }
