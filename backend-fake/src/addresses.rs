@@ -90,6 +90,14 @@ fn add_v6(ns: &mut Ns, i: u32, mut a: Address) -> Res {
     if v6.addrs.iter().any(|x| x.ip == a.ip) {
         return Err(Fail::new(libc::EEXIST, "ipv6: address already assigned"));
     }
+    // inet6_addr_add, once the address is known to be new: temporary addresses are made
+    // for a /64 only.
+    if a.has(AddrFlag::Mngtmpaddr) && a.prefix_len != 64 {
+        return Err(Fail::new(
+            libc::EINVAL,
+            "ipv6: address with \"mngtmpaddr\" flag must have a prefix length of 64",
+        ));
+    }
     // The kernel derives the scope from the address; the request's is ignored.
     a.scope = AddrScope::default_for(&a.ip);
     a.broadcast = None;
@@ -98,10 +106,10 @@ fn add_v6(ns: &mut Ns, i: u32, mut a: Address) -> Res {
         a.flags.insert(AddrFlag::Tentative);
     }
     let route = ns.dev(i).up && ipv6::wants_prefix_route(ns, i, &a);
-    let (name, prefix) = (a.dev.clone(), a.prefix());
+    let (name, prefix, valid) = (a.dev.clone(), a.prefix(), a.valid_lft);
     ipv6::insert_addr(ns, i, a);
     if route {
-        routes::kernel_prefix_v6(ns, &name, prefix);
+        routes::kernel_prefix_v6(ns, &name, prefix, valid);
     }
     Ok(())
 }
@@ -201,33 +209,77 @@ fn address_gone(ns: &mut Ns, a: &Address) {
 }
 
 fn del_v6(ns: &mut Ns, i: u32, req: &Address) -> Res {
-    let Some(v6) = ns.dev_mut(i).v6.as_mut() else {
+    let Some(v6) = ns.dev(i).v6.as_ref() else {
         return Err(Fail::new(libc::ENXIO, "No such device or address"));
     };
-    let Some(at) = v6
+    let Some(gone) = v6
         .addrs
         .iter()
-        .position(|x| x.ip == req.ip && x.prefix_len == req.prefix_len)
+        .find(|x| x.ip == req.ip && x.prefix_len == req.prefix_len)
+        .cloned()
     else {
         return Err(Fail::new(libc::EADDRNOTAVAIL, "ipv6: address not found"));
     };
-    let gone = v6.addrs.remove(at);
-    // check_cleanup_prefix_route: only a permanent address takes its prefix route, and
-    // only if no other address of the device shares the prefix. A finite-lifetime one
-    // leaves it to expire.
+    remove_v6(ns, i, &gone);
+    Ok(())
+}
+
+/// ipv6_del_addr, for `ip addr del` and for an address whose valid lifetime ran out.
+///
+/// A `mngtmpaddr` address takes its temporary addresses with it (manage_tempaddrs
+/// expires them at once; measured with a plain `ip addr del`).
+///
+/// check_cleanup_prefix_route: only a permanent address (infinite valid lifetime), not
+/// `noprefixroute`, touches its prefix route. If another address of the device with the
+/// same prefix is permanent or `noprefixroute`, the route stays as it is; if only
+/// dynamic ones share it, the route, when it does not expire yet, expires with the
+/// longest-lived of them (measured: deleting the permanent one of 2001:db8:20::1/64,
+/// ::2 valid 500 and ::3 valid 700 leaves the route `expires 699sec`); if none, it goes.
+/// A dynamic address leaves the route to expire by itself.
+pub(crate) fn remove_v6(ns: &mut Ns, i: u32, gone: &Address) {
+    if gone.has(AddrFlag::Mngtmpaddr) {
+        let temps: Vec<Address> = ns
+            .dev(i)
+            .v6
+            .iter()
+            .flat_map(|v| v.addrs.iter())
+            .filter(|t| {
+                ns.dev(i)
+                    .v6
+                    .as_ref()
+                    .is_some_and(|v| v.temp_parent.get(&t.ip) == Some(&gone.ip))
+            })
+            .cloned()
+            .collect();
+        for t in temps {
+            remove_v6(ns, i, &t);
+        }
+    }
+    let Some(v6) = ns.dev_mut(i).v6.as_mut() else {
+        return;
+    };
+    v6.addrs.retain(|x| x.ip != gone.ip);
+    v6.temp_parent.remove(&gone.ip);
     let prefix = gone.prefix();
-    let shared = ns
-        .dev(i)
-        .v6
+    let siblings: Vec<Address> = v6
+        .addrs
         .iter()
-        .flat_map(|v| v.addrs.iter())
-        .any(|x| x.prefix_len == gone.prefix_len && prefix.contains(&x.ip));
-    if gone.valid_lft.is_none() && !gone.has(AddrFlag::Noprefixroute) && !shared {
-        routes::remove_kernel_prefix_v6(ns, &gone.dev, prefix);
+        .filter(|x| x.prefix_len == gone.prefix_len && prefix.contains(&x.ip))
+        .cloned()
+        .collect();
+    if gone.valid_lft.is_none() && !gone.has(AddrFlag::Noprefixroute) {
+        let keeps = siblings
+            .iter()
+            .any(|x| x.valid_lft.is_none() || x.has(AddrFlag::Noprefixroute));
+        let longest = siblings.iter().filter_map(|x| x.valid_lft).max();
+        match longest {
+            _ if keeps => {}
+            Some(left) => routes::expire_kernel_prefix_v6(ns, &gone.dev, prefix, left),
+            None => routes::remove_kernel_prefix_v6(ns, &gone.dev, prefix),
+        }
     }
     // rt6_remove_prefsrc: routes keep going, without the source they can no longer use.
     if let IpAddr::V6(ip) = gone.ip {
         routes::drop_prefsrc_v6(ns, ip);
     }
-    Ok(())
 }

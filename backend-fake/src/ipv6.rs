@@ -93,7 +93,7 @@ pub(crate) fn make_ready(ns: &mut Ns, i: u32) {
         }
         let fe80 = Prefix::new(IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0)), 64)
             .expect("valid prefix");
-        routes::kernel_prefix_v6(ns, &name, fe80);
+        routes::kernel_prefix_v6(ns, &name, fe80, None);
     }
     let pending: Vec<Address> = ns.dev(i).v6.iter().flat_map(|v| v.addrs.clone()).collect();
     let instant: Vec<IpAddr> = pending
@@ -139,6 +139,7 @@ pub(crate) fn ifdown(ns: &mut Ns, i: u32) {
     let name = ns.name(i);
     if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
         v6.addrs.clear();
+        v6.temp_parent.clear();
         v6.ready = false;
     }
     routes::flush_dev(ns, &name, Family::Inet6);
@@ -173,6 +174,7 @@ pub(crate) fn mtu_changed(ns: &mut Ns, i: u32) {
             ready: false,
             await_up: false,
             addrs: Vec::new(),
+            temp_parent: std::collections::BTreeMap::new(),
         });
         // A bridge whose last port just left gets its MTU back inside the same RTNL
         // section that dropped its carrier; addrconf reads the operstate, which linkwatch
@@ -195,7 +197,7 @@ pub(crate) fn restore_prefix_routes(ns: &mut Ns, i: u32) {
     let addrs: Vec<Address> = ns.dev(i).v6.iter().flat_map(|v| v.addrs.clone()).collect();
     for a in addrs {
         if a.valid_lft.is_none() && wants_prefix_route(ns, i, &a) {
-            routes::kernel_prefix_v6(ns, &name, a.prefix());
+            routes::kernel_prefix_v6(ns, &name, a.prefix(), None);
         }
     }
 }

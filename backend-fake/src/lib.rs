@@ -4,8 +4,8 @@
 //! fault injection.
 //!
 //! [`SimKernel`] implements [`env_qemu_core::Kernel`]; its inherent methods build worlds
-//! (NICs, cables, QEMU opening taps, time passing, how a kernel race ends) and inject
-//! faults.
+//! (NICs, cables, QEMU opening taps, time passing, the kernel's SLAAC temporary
+//! addresses, how a kernel race ends) and inject faults.
 //!
 //! The real kernel is the authority: `integration/tests/conformance.rs` runs generated
 //! operation sequences on both and compares every step; the minimal sequences of past
@@ -13,6 +13,7 @@
 
 mod addresses;
 mod bridge;
+mod clock;
 mod dump;
 mod error;
 mod faults;

@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use env_qemu_core::model::{
-    Family, Route, RouteScope, RouteType, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
+    rtax, Family, Route, RouteMetrics, RoutePref, RouteScope, RouteType, TABLE_DEFAULT,
+    TABLE_LOCAL, TABLE_MAIN,
 };
 
 use crate::error::{no_device, Fail, Res};
@@ -12,17 +13,77 @@ use crate::fib4;
 use crate::state::{Kind, Ns};
 
 /// The route as the kernel stores it (IPv6 metric 0 → 1024, gateway-only routes get
-/// their device), or the refusal.
+/// their device, metrics clamped, IPv4 without preference or expiry), or the refusal.
 pub(crate) fn validate(ns: &Ns, req: &Route) -> Res<Route> {
     if req.gateway.is_some_and(|g| Family::of(&g) != req.family())
         || req.prefsrc.is_some_and(|s| Family::of(&s) != req.family())
     {
         return Err(Fail::new(libc::EINVAL, "Invalid argument"));
     }
+    let mut r = req.clone();
+    r.metrics = metrics(&req.metrics)?;
     match req.family() {
-        Family::Inet => check_v4(ns, req.clone()),
-        Family::Inet6 => check_v6(ns, req.clone()),
+        Family::Inet => {
+            // rtm_to_fib_config has no use for RTA_PREF or RTA_EXPIRES: accepted, dropped
+            // (measured with `ip route add … pref high expires 600`).
+            r.pref = RoutePref::Medium;
+            r.expires = None;
+            check_v4(ns, r)
+        }
+        Family::Inet6 => {
+            r.expires = expiry_v6(req.expires);
+            check_v6(ns, r)
+        }
     }
+}
+
+/// rtm_to_fib6_config: RTA_EXPIRES 0xffffffff is infinite (addrconf_timeout_fixup), any
+/// other value finite, 0 included (already expired: in the table until the garbage
+/// collection). The dump reports at most INT_MAX clock ticks, 21474836 s (measured:
+/// `expires 4294967294` reads back as that).
+fn expiry_v6(expires: Option<u32>) -> Option<u32> {
+    const MAX_REPORTED: u32 = (i32::MAX / 100) as u32;
+    match expires {
+        Some(u32::MAX) | None => None,
+        Some(e) => Some(e.min(MAX_REPORTED)),
+    }
+}
+
+/// RTAX_FEATURE_MASK: ECN, SACK, TIMESTAMP, ALLFRAG, TCP_USEC_TS.
+const FEATURE_MASK: u32 = 0x1f;
+
+/// ip_metrics_convert, shared by both families: advmss at most 65535 − 40, mtu at most
+/// 65535 − 15, hoplimit at most 255; unknown feature bits and unknown congestion control
+/// algorithms are refused; 0 is not kept.
+fn metrics(req: &RouteMetrics) -> Res<RouteMetrics> {
+    let mut m = RouteMetrics::default();
+    for (k, v) in req.numeric() {
+        if k > rtax::FASTOPEN_NO_COOKIE {
+            return Err(Fail::new(libc::EINVAL, "Invalid argument"));
+        }
+        let v = match k {
+            rtax::ADVMSS => v.min(65535 - 40),
+            rtax::MTU => v.min(65535 - 15),
+            rtax::HOPLIMIT => v.min(255),
+            rtax::FEATURES if v & !FEATURE_MASK != 0 => {
+                return Err(Fail::new(
+                    libc::EINVAL,
+                    "Unknown flag set in feature mask in metrics attribute",
+                ))
+            }
+            _ => v,
+        };
+        m.set(k, v);
+    }
+    if let Some(cc) = &req.congctl {
+        // reno is built into every kernel, cubic into most; the others depend on the
+        // modules a machine has (this one: bbr).
+        if !matches!(cc.as_str(), "reno" | "cubic") {
+            return Err(Fail::new(libc::EINVAL, "Unknown tcp congestion algorithm"));
+        }
+        m.congctl = Some(cc.clone());
+    }
+    Ok(m)
 }
 
 fn is_reject(k: RouteType) -> bool {
@@ -140,7 +201,7 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
         let lo_i = ns.require(&lo)?;
         check_src_v6(ns, &r, lo_i)?;
         r.dev = Some(lo);
-        return Ok(r);
+        return Ok(reject_flags(r));
     }
     if let Some(IpAddr::V6(gw)) = r.gateway {
         let local = |i: u32| ns.has_v6(gw, i, false);
@@ -191,7 +252,21 @@ fn check_v6(ns: &Ns, mut r: Route) -> Res<Route> {
         return Err(Fail::new(libc::ENETDOWN, "Nexthop device is not up"));
     }
     check_src_v6(ns, &r, i)?;
+    if matches!(ns.dev(i).kind, Kind::Loopback) {
+        return Ok(reject_flags(r));
+    }
     Ok(r)
+}
+
+/// ip6_route_info_create makes a reject route, and any route through lo, a reject
+/// route internally by assigning its flags (RTF_REJECT | RTF_NONEXTHOP), which wipes
+/// the RTF_EXPIRES and RTF_PREF bits set before: such a route never expires and reads
+/// `pref medium` (measured: `blackhole … expires 600 pref high`, `… dev lo pref high`).
+/// Its metrics stay.
+fn reject_flags(mut r: Route) -> Route {
+    r.expires = None;
+    r.pref = RoutePref::Medium;
+    r
 }
 
 /// ipv6_chk_addr(src, dev): on `dev`, or a global address anywhere. Tentative addresses

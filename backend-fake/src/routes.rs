@@ -5,8 +5,8 @@ use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv6Addr};
 
 use env_qemu_core::model::{
-    AddrFlag, Address, Family, IfName, Prefix, Route, RouteProtocol, RouteScope, RouteType,
-    TABLE_MAIN,
+    AddrFlag, Address, Family, IfName, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol,
+    RouteScope, RouteType, TABLE_MAIN,
 };
 
 use crate::error::{exists, Fail, Res};
@@ -69,7 +69,10 @@ fn same_key(a: &Route, b: &Route) -> bool {
 }
 
 /// `ip route del`: the key plus every attribute the request carries. Unset attributes
-/// (no gateway/dev/prefsrc, metric 0, proto unspec, scope nowhere) match anything.
+/// (no gateway/dev/prefsrc, metric 0, proto unspec, scope nowhere, no metrics) match
+/// anything. IPv4 also matches every metric the request carries, as sent, against the
+/// stored (clamped) value (fib_metrics_match; measured: another `mtu` is ESRCH); IPv6
+/// ignores metrics, preference and expiry.
 pub(crate) fn del(ns: &mut Ns, req: &Route) -> Res {
     if let Some(dev) = &req.dev {
         ns.require(dev)?;
@@ -88,6 +91,7 @@ pub(crate) fn del(ns: &mut Ns, req: &Route) -> Res {
             && (v6 || req.scope == RouteScope::Nowhere || x.scope == req.scope)
             && (v6 || req.kind == RouteType::Other(0) || x.kind == req.kind)
             && (v6 || req.prefsrc.is_none() || x.prefsrc == req.prefsrc)
+            && (v6 || metrics_match(&req.metrics, &x.metrics))
     };
     let Some(k) = in_dump_order(ns).into_iter().find(|&k| hit(&ns.routes[k])) else {
         return Err(
@@ -96,6 +100,15 @@ pub(crate) fn del(ns: &mut Ns, req: &Route) -> Res {
     };
     ns.routes.remove(k);
     Ok(())
+}
+
+/// fib_metrics_match: each metric of the request equals the route's.
+fn metrics_match(req: &RouteMetrics, x: &RouteMetrics) -> bool {
+    req.numeric().into_iter().all(|(k, v)| x.get(k) == Some(v))
+        && req
+            .congctl
+            .as_ref()
+            .is_none_or(|c| x.congctl.as_ref() == Some(c))
 }
 
 /// ip6_route_del's misses that are not plain ESRCH. A table that does not exist says so.
@@ -148,6 +161,9 @@ fn prefix_route_v4(ns: &Ns, i: u32, a: &Address) -> Option<Route> {
         prefsrc: Some(a.ip),
         onlink: false,
         tos: 0,
+        pref: RoutePref::Medium,
+        expires: None,
+        metrics: RouteMetrics::default(),
     })
 }
 
@@ -167,9 +183,21 @@ pub(crate) fn kernel_prefix_v4(ns: &mut Ns, i: u32, a: &Address, add: bool) {
     }
 }
 
-/// addrconf_prefix_route: proto kernel, metric 256. A route with the same prefix and
-/// metric through the same device without gateway counts as already there.
-pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
+/// addrconf_prefix_route: proto kernel, metric 256, expiring with the address that
+/// made it (`expires` = its valid lifetime; `None` for a permanent one). A route with
+/// the same prefix and metric through the same device without gateway counts as
+/// already there (fib6_add_rt2node: rt6_duplicate_nexthop, EEXIST to addrconf): a
+/// permanent one stays as it is, an expiring one (a user route too) takes the new
+/// expiry, or none (measured: a dynamic address then a permanent one leave a permanent
+/// route; the other way round, it expires with the latest dynamic address). On lo it
+/// never expires.
+pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix, expires: Option<u32>) {
+    // Through lo it is a reject route inside the kernel, whose flags lose RTF_EXPIRES
+    // (see `nexthop::reject_flags`; measured with a dynamic address on lo).
+    let on_lo = ns
+        .idx(dev)
+        .is_some_and(|i| matches!(ns.dev(i).kind, Kind::Loopback));
+    let expires = expires.filter(|_| !on_lo);
     let r = Route {
         table: TABLE_MAIN,
         dst,
@@ -182,16 +210,22 @@ pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
         prefsrc: None,
         onlink: false,
         tos: 0,
+        pref: RoutePref::Medium,
+        expires,
+        metrics: RouteMetrics::default(),
     };
-    let dup = ns.routes.iter().any(|x| {
-        x.table == r.table
+    let dup = ns.routes.iter_mut().find(|x| {
+        x.family() == Family::Inet6
+            && x.table == r.table
             && x.dst == dst
             && x.metric == 256
             && x.dev == r.dev
             && x.gateway.is_none()
     });
-    if !dup {
-        ns.routes.push(r);
+    match dup {
+        Some(x) if x.expires.is_some() => x.expires = expires,
+        Some(_) => {}
+        None => ns.routes.push(r),
     }
 }
 
@@ -200,17 +234,32 @@ pub(crate) fn kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
 /// first), whoever added it: a user route with a lower metric goes instead of the
 /// kernel's own (measured).
 pub(crate) fn remove_kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix) {
-    let k = in_dump_order(ns).into_iter().find(|&k| {
+    if let Some(k) = kernel_prefix_v6_at(ns, dev, dst) {
+        ns.routes.remove(k);
+    }
+}
+
+/// cleanup_prefix_route without deleting: the prefix route that `remove_kernel_prefix_v6`
+/// would take, if it does not expire yet, now expires in `expires` seconds.
+pub(crate) fn expire_kernel_prefix_v6(ns: &mut Ns, dev: &IfName, dst: Prefix, expires: u32) {
+    if let Some(k) = kernel_prefix_v6_at(ns, dev, dst) {
+        let r = &mut ns.routes[k];
+        if r.expires.is_none() {
+            r.expires = Some(expires);
+        }
+    }
+}
+
+/// addrconf_get_prefix_route's pick (see `remove_kernel_prefix_v6`).
+fn kernel_prefix_v6_at(ns: &Ns, dev: &IfName, dst: Prefix) -> Option<usize> {
+    in_dump_order(ns).into_iter().find(|&k| {
         let x = &ns.routes[k];
         x.family() == Family::Inet6
             && x.table == TABLE_MAIN
             && x.dst == dst
             && x.dev.as_ref() == Some(dev)
             && x.gateway.is_none()
-    });
-    if let Some(k) = k {
-        ns.routes.remove(k);
-    }
+    })
 }
 
 /// Admin down (fib_sync_down_dev without force): every IPv4 route through `dev`, all

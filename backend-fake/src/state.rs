@@ -51,6 +51,9 @@ pub(crate) struct Ns {
     pub port_up_flash: bool,
     /// ARP and NDP entries of every device.
     pub neigh: Vec<crate::neigh::Entry>,
+    /// Time passed on the clock (`SimKernel::advance_clock`) that is still less than the
+    /// whole second lifetimes and expiries count in.
+    pub clock_residue: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +124,8 @@ pub(crate) struct Inet6 {
     pub await_up: bool,
     /// Kernel order: by scope (global first), newest first within a scope.
     pub addrs: Vec<Address>,
+    /// Each temporary address's `mngtmpaddr` parent (ifpub).
+    pub temp_parent: BTreeMap<IpAddr, IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +188,7 @@ impl Ns {
             v6_tables: BTreeSet::from([TABLE_MAIN, TABLE_LOCAL]),
             port_up_flash: false,
             neigh: Vec::new(),
+            clock_residue: std::time::Duration::ZERO,
         };
         let lo = IfName::new("lo").expect("valid name");
         let i = ns.insert_dev(lo, Kind::Loopback, MacAddr::ZERO, 65536);
@@ -279,6 +285,7 @@ impl Ns {
             ready: false,
             await_up: false,
             addrs: Vec::new(),
+            temp_parent: BTreeMap::new(),
         });
         self.devs.insert(
             index,

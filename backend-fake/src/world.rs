@@ -1,16 +1,18 @@
 //! World-building: what tests arrange that env-qemu itself never does — physical NICs
 //! and their cables, QEMU opening taps, mounts, kernel settings, the passing of time.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use env_qemu_core::model::{IfName, MacAddr, TapInfo};
+use env_qemu_core::model::{AddrFlag, Address, IfName, MacAddr, TapInfo};
 use env_qemu_core::KernelError;
 
 use crate::error::{Fail, Res};
 use crate::links::{check_mtu, mtu_range, unregister};
 use crate::sim::{tmpfs_object, SimKernel};
 use crate::state::{valid_ether, Kind, Mount, Ns, PortState};
-use crate::{bridge, ipv6, neigh};
+use crate::{bridge, clock, ipv6, neigh};
 
 fn object(name: &IfName) -> String {
     format!("interface {name}")
@@ -168,12 +170,94 @@ impl SimKernel {
 
     /// Enough time passes for everything pending to finish: STP ports reach forwarding
     /// (carrier and link-locals follow), then DAD completes on every device that has
-    /// been up with carrier. The simulator has no clock otherwise.
+    /// been up with carrier. Lifetimes and expiries do not move: that is
+    /// [`SimKernel::advance_clock`].
     pub fn advance_time(&self) {
         let mut w = self.lock();
         bridge::stp_timers(&mut w.ns);
         bridge::settle(&mut w.ns);
         ipv6::complete_dad(&mut w.ns);
+    }
+
+    /// The clock moves on by `by`: remaining address lifetimes and IPv6 route expiries
+    /// count down, and the kernel acts on what runs out, as it would in that time: a
+    /// preferred lifetime at 0 makes the address `deprecated`, a valid lifetime at 0
+    /// deletes the address with the side effects of `ip addr del`, an expiry at 0
+    /// deletes the route. Whole seconds count; the rest carries over to the next call.
+    /// DAD and STP timers are [`SimKernel::advance_time`]'s.
+    pub fn advance_clock(&self, by: Duration) {
+        // Cannot fail: expiring only deletes what is there.
+        let _ = self.build("the clock", |ns| {
+            clock::advance(ns, by);
+            Ok(())
+        });
+    }
+
+    /// The kernel's SLAAC privacy extension (use_tempaddr ≥ 1) made `temp`, a temporary
+    /// address (RFC 8981), for the `mngtmpaddr` address `parent` on `dev`: same prefix,
+    /// a random interface identifier (the caller picks it), flagged `temporary`, no
+    /// prefix route of its own (the parent's serves), through DAD like any address.
+    /// Lifetimes are the ones asked for, bounded by the parent's (temp_valid_lft and
+    /// temp_prefered_lft minus a random desync factor on the real kernel). Deleting
+    /// `parent` deletes it.
+    ///
+    /// Refused (EADDRNOTAVAIL) when `dev` has no `mngtmpaddr` address `parent`, and
+    /// (EINVAL) when `temp` is outside its prefix; EEXIST when `temp` is taken.
+    pub fn add_temporary_address(
+        &self,
+        dev: &IfName,
+        parent: IpAddr,
+        temp: IpAddr,
+        valid_lft: u32,
+        preferred_lft: u32,
+    ) -> Result<(), KernelError> {
+        let object = format!("temporary address {temp} on {dev}");
+        self.build(&object, |ns| {
+            let i = ns.require(dev)?;
+            let addrs = ns.dev(i).v6.as_ref().map(|v| v.addrs.as_slice());
+            let Some(p) = addrs
+                .unwrap_or_default()
+                .iter()
+                .find(|a| a.ip == parent && a.has(AddrFlag::Mngtmpaddr))
+                .cloned()
+            else {
+                return Err(Fail::new(
+                    libc::EADDRNOTAVAIL,
+                    format!(
+                        "no mngtmpaddr address {parent} on {dev}: add it with the \
+                         mngtmpaddr flag first, temporary addresses come from one"
+                    ),
+                ));
+            };
+            if !p.prefix().contains(&temp) || temp == parent {
+                return Err(Fail::new(
+                    libc::EINVAL,
+                    format!("{temp} is not another address of {}", p.prefix()),
+                ));
+            }
+            if addrs.unwrap_or_default().iter().any(|a| a.ip == temp) {
+                return Err(Fail::new(libc::EEXIST, "address already assigned"));
+            }
+            let mut t = Address::new(dev.clone(), temp, p.prefix_len);
+            t.flags.insert(AddrFlag::Temporary);
+            t.valid_lft = Some(p.valid_lft.map_or(valid_lft, |v| v.min(valid_lft)));
+            t.preferred_lft = Some(
+                p.preferred_lft
+                    .map_or(preferred_lft, |v| v.min(preferred_lft))
+                    .min(t.valid_lft.unwrap_or(u32::MAX)),
+            );
+            if t.preferred_lft == Some(0) {
+                t.flags.insert(AddrFlag::Deprecated);
+            }
+            if ipv6::dad_needed(ns, i, &t) {
+                t.flags.insert(AddrFlag::Tentative);
+            }
+            ipv6::insert_addr(ns, i, t);
+            if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
+                v6.temp_parent.insert(temp, parent);
+            }
+            Ok(())
+        })
     }
 
     /// The STP state of a bridge port; `None` if `name` is not a port.

@@ -326,8 +326,8 @@ fn an_ipv6_prefix_route_goes_with_the_last_permanent_address_of_its_prefix() {
     let net = sim.net();
     assert!(!has_route(&net, &prefix("2001:db8:1::/64")));
     assert!(
-        has_route(&net, &prefix("2001:db8:2::/64")),
-        "a dynamic address leaves its route to expire"
+        has_route(&net, &format!("{} expires 100", prefix("2001:db8:2::/64"))),
+        "a dynamic address leaves its route to expire (with the address's valid lifetime)"
     );
     assert!(has_route(
         &net,

@@ -41,16 +41,17 @@ enum Pick {
     RouteBack(Index),
 }
 
+fn one_pick() -> impl Strategy<Value = Pick> {
+    prop_oneof![
+        any::<Index>().prop_map(Pick::AddressGone),
+        any::<Index>().prop_map(Pick::AddressBack),
+        any::<Index>().prop_map(Pick::RouteGone),
+        any::<Index>().prop_map(Pick::RouteBack),
+    ]
+}
+
 fn pick() -> impl Strategy<Value = Option<(usize, Pick)>> {
-    proptest::option::of((
-        0usize..16,
-        prop_oneof![
-            any::<Index>().prop_map(Pick::AddressGone),
-            any::<Index>().prop_map(Pick::AddressBack),
-            any::<Index>().prop_map(Pick::RouteGone),
-            any::<Index>().prop_map(Pick::RouteBack),
-        ],
-    ))
+    proptest::option::of((0usize..16, one_pick()))
 }
 
 /// `pick` on the uplink eth0 of `initial`; none when it has nothing of that kind.
@@ -266,28 +267,34 @@ proptest! {
     #![proptest_config(config())]
 
     /// A surprise env-qemu can set right (a route deleted or re-added behind its back, an
-    /// address put back on the NIC, a permanent address deleted) does not keep a valid
-    /// command from its goal: a new plan from a fresh dump gets there.
+    /// address put back on the NIC, a permanent address deleted), met by `start` or by
+    /// `stop`, does not keep it from its goal: a new plan from a fresh dump gets there.
     #[test]
-    fn repairable_surprises_are_repaired((w, cmds) in sequence()) {
+    fn repairable_surprises_are_repaired(
+        w in world_spec(),
+        taps in proptest::collection::vec(0usize..3, 0..3),
+        in_stop in any::<bool>(),
+        (after, p) in (0usize..16, proptest::option::of(one_pick())),
+    ) {
         runtime().block_on(async {
             let sim = build(&w);
             let initial = sim.net();
             let kernel = Surprising::new(sim.clone());
             let store = MemoryStore::new();
+            let surprise = p.and_then(|p| resolve(&initial, p)).filter(|s| repairable(s, &initial));
+            let mut cmds = vec![Cmd::Start { uplink: common::script::Target::Nic(0), shm_mb: None }];
+            cmds.extend(taps.iter().map(|t| Cmd::Add(common::script::Target::Tap(*t))));
+            cmds.push(Cmd::Stop { force: true });
             let mut model = Model::default();
-            for (c, surprise) in &cmds {
+            for c in &cmds {
                 let expect = model.expect(&w, *c);
-                let s = surprise.and_then(|(after, p)| resolve(&initial, p).map(|s| (after, s)));
-                if let Some((after, s)) = s.filter(|(_, s)| repairable(s, &initial)) {
+                let here = matches!(c, Cmd::Stop { .. }) == in_stop && !matches!(c, Cmd::Add(_));
+                if let (true, Some(s)) = (here, surprise.clone()) {
                     kernel.schedule(after, s);
                 }
                 let got = run_on(&kernel, &sim, &store, *c, &mut noop()).await;
-                // One surprise per command: one a command did not reach is dropped.
                 kernel.cancel_pending();
-                let Some(got) = got else {
-                    continue;
-                };
+                let Some(got) = got else { continue };
                 if expect == Some(Expect::Ok) {
                     assert!(got.is_ok(), "{c:?} (surprises {:?}): {}", kernel.played(), got.unwrap_err());
                     model.apply(*c);

@@ -4,14 +4,17 @@
 //! main; `ip route add` uses proto boot. A restore must reproduce the dumped route
 //! exactly, so the message is built here field by field: table (RTA_TABLE, u32, plus the
 //! 8-bit header field when it fits), protocol, scope, type, tos, RTA_PRIORITY,
-//! RTA_PREFSRC, RTNH_F_ONLINK, gateway and output device.
+//! RTA_PREFSRC, RTNH_F_ONLINK, gateway and output device; then RTA_PREF, RTA_EXPIRES and
+//! RTA_METRICS when the route has them (IPv4 routes too: the kernel ignores pref and
+//! expires there, as it does for `ip route add … pref high expires 600`).
 
 use std::net::IpAddr;
 
-use env_qemu_core::model::{Family, Route};
+use env_qemu_core::model::{rtax, Family, Route, RouteMetrics, RoutePref};
+use rtnetlink::packet_core::DefaultNla;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteMetric,
+    RoutePreference, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -86,11 +89,57 @@ async fn message(nl: &Netlink, route: &Route) -> Result<RouteMessage, Failure> {
     if let Some(src) = route.prefsrc {
         attributes.push(RouteAttribute::PrefSource(address(src)));
     }
+    // Medium is what the kernel assumes without the attribute; `ip` sends it only when
+    // asked, and so does this.
+    if route.pref != RoutePref::Medium {
+        attributes.push(RouteAttribute::Preference(RoutePreference::from(
+            route.pref.to_u8(),
+        )));
+    }
+    if let Some(e) = route.expires {
+        attributes.push(RouteAttribute::Expires(e));
+    }
+    if !route.metrics.is_empty() {
+        attributes.push(RouteAttribute::Metrics(metrics(&route.metrics)));
+    }
 
     let mut message = RouteMessage::default();
     message.header = header;
     message.attributes = attributes;
     Ok(message)
+}
+
+/// RTA_METRICS: one u32 per numeric metric, RTAX_CC_ALGO as a name. A delete carries
+/// them too: IPv4 deletes only the route whose metrics equal the request's
+/// (fib_metrics_match), IPv6 ignores them.
+pub(crate) fn metrics(m: &RouteMetrics) -> Vec<RouteMetric> {
+    let mut out: Vec<RouteMetric> = m
+        .numeric()
+        .into_iter()
+        .map(|(k, v)| match k {
+            rtax::LOCK => RouteMetric::Lock(v),
+            rtax::MTU => RouteMetric::Mtu(v),
+            rtax::WINDOW => RouteMetric::Window(v),
+            rtax::RTT => RouteMetric::Rtt(v),
+            rtax::RTTVAR => RouteMetric::RttVar(v),
+            rtax::SSTHRESH => RouteMetric::SsThresh(v),
+            rtax::CWND => RouteMetric::Cwnd(v),
+            rtax::ADVMSS => RouteMetric::Advmss(v),
+            rtax::REORDERING => RouteMetric::Reordering(v),
+            rtax::HOPLIMIT => RouteMetric::Hoplimit(v),
+            rtax::INITCWND => RouteMetric::InitCwnd(v),
+            rtax::FEATURES => RouteMetric::Features(v),
+            rtax::RTO_MIN => RouteMetric::RtoMin(v),
+            rtax::INITRWND => RouteMetric::InitRwnd(v),
+            rtax::QUICKACK => RouteMetric::QuickAck(v),
+            rtax::FASTOPEN_NO_COOKIE => RouteMetric::FastopenNoCookie(v),
+            n => RouteMetric::Other(DefaultNla::new(n, v.to_ne_bytes().to_vec())),
+        })
+        .collect();
+    if let Some(cc) = &m.congctl {
+        out.push(RouteMetric::CcAlgo(cc.clone()));
+    }
+    out
 }
 
 fn address(ip: IpAddr) -> RouteAddress {

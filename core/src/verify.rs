@@ -227,13 +227,25 @@ impl Expected {
                 }],
             });
         }
+        // A kernel prefix route the kernel made for an address that is where it should be
+        // is that address's, even if the saved state lacked it (someone had deleted it).
+        let derived = |r: &Route| {
+            r.protocol == RouteProtocol::Kernel
+                && self.addresses.iter().any(|a| {
+                    r.dev.as_ref() == Some(&a.dev)
+                        && match a.family() {
+                            Family::Inet => r.prefsrc == Some(a.ip),
+                            Family::Inet6 => a.prefix() == r.dst,
+                        }
+                })
+        };
         for l in live_routes {
             let wanted = self.routes.iter().any(|w| same_route(l, w));
             let paired = self
                 .routes
                 .iter()
                 .any(|w| w.key() == l.key() && w.dev == l.dev);
-            if !wanted && !paired && !own_fe80(l) {
+            if !wanted && !paired && !own_fe80(l) && !derived(l) {
                 out.push(Difference {
                     object: l.to_string(),
                     expected: "absent".into(),

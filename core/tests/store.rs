@@ -193,3 +193,24 @@ fn a_torn_last_journal_line_is_ignored() {
     assert_eq!(store.load().unwrap().unwrap().journal, vec![entry(1)]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A state file written before routes had `pref`, `expires` and `metrics` still loads:
+/// its routes get medium, never, none, which is what they had.
+#[test]
+fn a_state_file_from_before_route_attributes_loads() {
+    let dir = temp_dir("old-routes");
+    let path = dir.join("state.json");
+    let mut json: serde_json::Value = serde_json::to_value(state()).unwrap();
+    let routes = json["pre"]["net"]["routes"].as_array_mut().unwrap();
+    assert!(!routes.is_empty());
+    for r in routes {
+        let r = r.as_object_mut().unwrap();
+        for gone in ["pref", "expires", "metrics"] {
+            assert!(r.remove(gone).is_some(), "{gone} is saved today");
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let store = FileStore::new(path);
+    assert_eq!(store.load().unwrap(), Some(state()));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,18 +1,18 @@
 //! Comparing two [`NetState`]s: the netlink dump against the `ip -j` reading.
 //!
-//! Remaining address lifetimes count down between two reads, and DAD can finish between
-//! them (`tentative` disappears), so comparisons retry until the state has settled and
-//! treat lifetimes within a few seconds as equal.
+//! Remaining address lifetimes and route expiries count down between two reads, and DAD
+//! can finish between them (`tentative` disappears), so comparisons retry until the
+//! state has settled and treat lifetimes and expiries within a few seconds as equal.
 
 use std::time::Duration;
 
 use env_qemu_backend_netlink::NetlinkKernel;
-use env_qemu_core::model::NetState;
+use env_qemu_core::model::{NetState, Route};
 use env_qemu_core::Kernel;
 
 use crate::TestNs;
 
-/// Lifetimes that differ by at most this many seconds are the same lifetime.
+/// Lifetimes (and route expiries) that differ by at most this many seconds are the same.
 pub const LIFETIME_SLACK: u32 = 3;
 
 /// Whether `a` and `b` are the same state, up to ifindexes, ordering and lifetime slack.
@@ -22,6 +22,17 @@ pub fn same_state(a: &NetState, b: &NetState) -> bool {
         && na.addresses.iter().zip(&nb.addresses).all(|(x, y)| {
             close(x.valid_lft, y.valid_lft) && close(x.preferred_lft, y.preferred_lft)
         })
+        && routes_by_stripped(&na)
+            .iter()
+            .zip(&routes_by_stripped(&nb))
+            .all(|(x, y)| close(x.expires, y.expires))
+}
+
+/// The routes sorted by their form without expiry, so that two reads pair up.
+fn routes_by_stripped(s: &NetState) -> Vec<Route> {
+    let mut routes = s.routes.clone();
+    routes.sort_by_key(|r| serde_json::to_string(&r.expiry_normalized()).unwrap_or_default());
+    routes
 }
 
 fn close(a: Option<u32>, b: Option<u32>) -> bool {
@@ -31,12 +42,15 @@ fn close(a: Option<u32>, b: Option<u32>) -> bool {
     }
 }
 
-/// The state with every finite lifetime replaced by 0.
+/// The state with every finite lifetime and route expiry replaced by 0.
 pub fn without_lifetimes(s: &NetState) -> NetState {
     let mut s = s.clone();
     for a in &mut s.addresses {
         a.valid_lft = a.valid_lft.map(|_| 0);
         a.preferred_lft = a.preferred_lft.map(|_| 0);
+    }
+    for r in &mut s.routes {
+        *r = r.expiry_normalized();
     }
     s.normalized()
 }

@@ -1,5 +1,5 @@
-//! [`Dnsmasq`]: the LAN's DHCP server, inside a test namespace, bound to one interface,
-//! DNS off, its lease file and log in a scratch directory.
+//! [`Dnsmasq`]: the LAN's DHCP server or IPv6 router (RAs), inside a test namespace,
+//! bound to one interface, DNS off, its lease file and log in a scratch directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +28,37 @@ impl Dnsmasq {
     /// Serves DHCP on `iface` of `ns` only (no DNS: `--port=0`), handing out `first`…`last`
     /// (a /24), with its files in `dir`. Returns once its DHCP socket is bound.
     pub fn start(ns: &TestNs, iface: &str, first: &str, last: &str, dir: &Path) -> Dnsmasq {
+        let range = format!("--dhcp-range={first},{last},255.255.255.0,10m");
+        Dnsmasq::spawn(
+            ns,
+            iface,
+            &[
+                &range,
+                "--dhcp-authoritative",
+                // No ICMP probe of an address before offering it (saves 3 s per lease).
+                "--no-ping",
+                "--log-dhcp",
+            ],
+            "sockets bound exclusively to interface",
+            dir,
+        )
+    }
+
+    /// Sends IPv6 router advertisements on `iface` of `ns` for `prefix` (`2001:db8:42::`,
+    /// a /64, autonomous: hosts make SLAAC addresses from it), no DHCP and no DNS.
+    /// Returns once advertising is enabled.
+    pub fn start_ra(ns: &TestNs, iface: &str, prefix: &str, dir: &Path) -> Dnsmasq {
+        let range = format!("--dhcp-range={prefix},ra-only,64,10m");
+        Dnsmasq::spawn(
+            ns,
+            iface,
+            &["--enable-ra", &range],
+            "router advertisement enabled",
+            dir,
+        )
+    }
+
+    fn spawn(ns: &TestNs, iface: &str, mode: &[&str], ready: &str, dir: &Path) -> Dnsmasq {
         let dnsmasq = find_program("dnsmasq").expect("dnsmasq is installed (dnsmasq-base)");
         let leases = dir.join("dnsmasq.leases");
         let log = dir.join("dnsmasq.log");
@@ -44,11 +75,9 @@ impl Dnsmasq {
                 "--port=0",
                 &format!("--interface={iface}"),
                 "--bind-interfaces",
-                &format!("--dhcp-range={first},{last},255.255.255.0,10m"),
-                "--dhcp-authoritative",
-                // No ICMP probe of an address before offering it (saves 3 s per lease).
-                "--no-ping",
-                "--log-dhcp",
+            ])
+            .args(mode)
+            .args([
                 "--user=root",
                 &opt("dhcp-leasefile", &leases),
                 &opt("log-facility", &log),
@@ -67,12 +96,11 @@ impl Dnsmasq {
                 );
             }
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.contains("sockets bound exclusively to interface")
-                .then_some(())
+            text.contains(ready).then_some(())
         });
         assert!(
             bound.is_some(),
-            "dnsmasq did not bind within 10 s:\n{}",
+            "dnsmasq was not ready within 10 s (no {ready:?} in its log):\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         Dnsmasq {

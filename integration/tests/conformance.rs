@@ -19,7 +19,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use env_qemu_core::model::{AddrFlag, NetState};
+use env_qemu_core::model::{rtax, AddrFlag, NetState, RouteMetrics, RoutePref};
 use env_qemu_integration::conformance::ops::*;
 use env_qemu_integration::conformance::{run_sequence, Twin, World};
 use env_qemu_integration::require_tun;
@@ -180,5 +180,75 @@ fn dad_completes_only_with_carrier() {
     t.step(&up("v3")).unwrap();
     t.pass_time(|s| tentative(s) == 0, Duration::from_secs(8))
         .unwrap();
+    t.check_backend_against_ip().unwrap();
+}
+
+/// Lifetimes and expiries running out, on the real kernel's clock and on the simulated
+/// one (`advance_clock`): preferred lifetimes end in `deprecated`; a valid lifetime ends
+/// in the address's deletion with all its side effects (an IPv4 primary takes its
+/// permanent secondary along, promote_secondaries being 0, and the main-table routes
+/// using them as source; the last IPv4 address of a device takes every IPv4 route
+/// through it); an IPv6 route's expiry ends in its deletion (the real kernel's garbage
+/// collection, every second here); the prefix route of a dynamic IPv6 address expires
+/// with it unless a permanent address of the prefix keeps it.
+#[test]
+fn lifetimes_and_expiries_run_out_alike() {
+    require_tun!();
+    let mut t = Twin::new(World::default()).unwrap();
+    t.ns().set_sysctl("net.ipv6.route.gc_interval", "1");
+    let mut m = RouteMetrics::default();
+    m.set(rtax::HOPLIMIT, 64);
+    let steps = [
+        veth("v0", "v1"),
+        set_mac("v0", "02:00:00:00:00:10"),
+        set_mac("v1", "02:00:00:00:00:20"),
+        up("v0"),
+        up("v1"),
+        addr_add(addr("v0", "192.0.2.1/24").lifetimes(4, 2)),
+        addr_add(addr("v0", "192.0.2.2/24")),
+        addr_add(addr("v0", "203.0.113.1/24")),
+        route_add(route("default").via("192.0.2.254").dev("v0")),
+        route_add(route("198.51.100.0/24").dev("v0").with_src("192.0.2.2")),
+        addr_add(addr("v1", "198.51.100.1/24").lifetimes(4, 4)),
+        route_add(route("203.0.113.128/25").via("198.51.100.254").dev("v1")),
+        addr_add(
+            addr("v0", "2001:db8::1/64")
+                .flag(AddrFlag::Nodad)
+                .lifetimes(4, 2),
+        ),
+        addr_add(
+            addr("v0", "2001:db8:1::1/64")
+                .flag(AddrFlag::Nodad)
+                .lifetimes(4, 2),
+        ),
+        addr_add(addr("v0", "2001:db8:1::2/64").flag(AddrFlag::Nodad)),
+        route_add(
+            route("2001:db8:f::/64")
+                .via("2001:db8::fe")
+                .dev("v0")
+                .pref(RoutePref::High)
+                .expires(3)
+                .metrics(m),
+        ),
+    ];
+    for op in &steps {
+        t.step(op).unwrap();
+    }
+    // Deprecated, nothing gone yet.
+    t.pass_clock(Duration::from_millis(2500)).unwrap();
+    assert!(t
+        .sim()
+        .net()
+        .addresses
+        .iter()
+        .any(|a| a.has(AddrFlag::Deprecated)));
+    // Everything finite has run out.
+    t.pass_clock(Duration::from_millis(3000)).unwrap();
+    let net = t.sim().net();
+    assert!(
+        net.addresses.iter().all(|a| a.valid_lft.is_none()),
+        "{net:#?}"
+    );
+    assert!(!net.routes.iter().any(|r| r.expires.is_some()), "{net:#?}");
     t.check_backend_against_ip().unwrap();
 }

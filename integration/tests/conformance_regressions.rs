@@ -3,7 +3,9 @@
 //! (the real kernel is the authority); these keep it fixed. Each runs like a generated
 //! case: a fresh simulator and a fresh namespace, every step compared.
 
-use env_qemu_core::model::{AddrFlag, RouteProtocol, RouteScope, RouteType};
+use env_qemu_core::model::{
+    rtax, AddrFlag, RouteMetrics, RoutePref, RouteProtocol, RouteScope, RouteType,
+};
 use env_qemu_core::Op;
 use env_qemu_integration::conformance::ops::*;
 use env_qemu_integration::conformance::{run_sequence, World};
@@ -453,4 +455,56 @@ fn last_port_leaving_may_give_the_bridge_a_link_local() {
     ];
     ops.extend([up("br0"), up("v2"), up("v3"), mtu("v3", 68), nomaster("v3")]);
     agree(ops);
+}
+
+/// ip6_route_info_create turns reject routes, and any route through lo, into reject
+/// routes by assigning their flags, which wipes RTF_EXPIRES and the preference bits:
+/// they never expire and read `pref medium`; their metrics stay.
+#[test]
+fn ipv6_reject_and_lo_routes_drop_expiry_and_preference() {
+    require_tun!();
+    let mut m = RouteMetrics::default();
+    m.set(rtax::ADVMSS, 1360);
+    agree(vec![
+        route_add(
+            route("2001:db8:f::/64")
+                .with_type(RouteType::Prohibit)
+                .expires(600)
+                .pref(RoutePref::High)
+                .metrics(m.clone()),
+        ),
+        route_add(
+            route("2001:db8:1::/64")
+                .dev("lo")
+                .expires(600)
+                .pref(RoutePref::Low)
+                .metrics(m),
+        ),
+    ]);
+}
+
+/// inet6_addr_add refuses a new `mngtmpaddr` address on anything but a /64 (EINVAL),
+/// whatever the device (temporary addresses are made for /64 prefixes only); an
+/// address already there is EEXIST before that.
+#[test]
+fn mngtmpaddr_needs_a_64() {
+    require_tun!();
+    agree(vec![
+        bridge("br0", None, None, false, 0),
+        addr_add(addr("br0", "2001:db8::1/56").flag(AddrFlag::Mngtmpaddr)),
+        addr_add(addr("br0", "2001:db8::1/64").flag(AddrFlag::Mngtmpaddr)),
+        // An address that is there already is EEXIST first.
+        addr_add(addr("br0", "2001:db8::1/56").flag(AddrFlag::Mngtmpaddr)),
+    ]);
+}
+
+/// The prefix route of a dynamic IPv6 address expires with it, except on lo: a route
+/// through lo is a reject route inside the kernel, and its flags lose RTF_EXPIRES.
+#[test]
+fn a_dynamic_address_on_lo_has_a_prefix_route_that_never_expires() {
+    require_tun!();
+    agree(vec![
+        addr_add(addr("lo", "2001:db8:1::1/64").lifetimes(3600, 1800)),
+        addr_add(addr("lo", "2001:db8:1::2/64").lifetimes(600, 600)),
+    ]);
 }

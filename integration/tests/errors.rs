@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use env_qemu_core::model::{
-    Address, IfName, Knob, Prefix, Route, RouteProtocol, RouteScope, RouteType, SysctlKey,
-    TABLE_MAIN,
+    Address, IfName, Knob, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope,
+    RouteType, SysctlKey, TABLE_MAIN,
 };
 use env_qemu_core::{ErrorKind, Kernel, KernelError, LinkChange, LinkSpec, Op};
 use env_qemu_integration::{
@@ -29,6 +29,9 @@ fn route(dst: &str, gw: Option<&str>) -> Route {
         prefsrc: None,
         onlink: false,
         tos: 0,
+        pref: RoutePref::Medium,
+        expires: None,
+        metrics: RouteMetrics::default(),
     }
 }
 

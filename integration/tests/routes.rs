@@ -2,7 +2,8 @@
 //! dump → delete → restore round trip a `stop` depends on.
 
 use env_qemu_core::model::{
-    IfName, NetState, Prefix, Route, RouteProtocol, RouteScope, RouteType, TABLE_MAIN,
+    rtax, IfName, NetState, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope,
+    RouteType, TABLE_MAIN,
 };
 use env_qemu_core::{Kernel, Op};
 use env_qemu_integration::compare::difference;
@@ -26,6 +27,9 @@ fn route(dst: &str) -> Route {
         prefsrc: None,
         onlink: false,
         tos: 0,
+        pref: RoutePref::Medium,
+        expires: None,
+        metrics: RouteMetrics::default(),
     }
 }
 
@@ -214,4 +218,76 @@ async fn dump_delete_restore_is_exact() {
         difference(&before, &after)
     );
     assert!(same_state(&after, &topo.host.read_state()));
+}
+
+/// Router preference, expiry and metrics go out and come back, through the backend and
+/// through `ip -j`. Measured (kernel 6.18): IPv4 accepts `pref` and `expires` and drops
+/// them (every IPv4 route reads medium, never expiring); IPv6 keeps them, and reports
+/// `pref medium` for every route; both keep metrics.
+#[tokio::test]
+async fn pref_expires_and_metrics_read_back() {
+    require_netns!();
+    let topo = host();
+    let k = topo.host.kernel();
+    let mut m = RouteMetrics::default();
+    m.set(rtax::HOPLIMIT, 64);
+    m.set(rtax::MTU, 1400);
+    m.set(rtax::ADVMSS, 1300);
+    m.set(rtax::INITCWND, 10);
+    m.congctl = Some("reno".into());
+    let v6 = Route {
+        gateway: Some("2001:db8::1".parse().unwrap()),
+        metric: 1024,
+        ..route("2001:db8:f::/64")
+    }
+    .pref(RoutePref::High)
+    .expires(600)
+    .metrics(m.clone());
+    let v4 = Route {
+        gateway: Some("192.0.2.1".parse().unwrap()),
+        ..route("203.0.113.0/24")
+    }
+    .pref(RoutePref::Low)
+    .expires(600)
+    .metrics(m.clone());
+    for r in [&v6, &v4] {
+        k.apply(&Op::RouteAdd { route: r.clone() }).await.unwrap();
+    }
+    let dumped = k.dump().await.unwrap();
+    let by_ip = topo.host.read_state();
+    for state in [&dumped, &by_ip] {
+        let got = routes_to(state, "2001:db8:f::/64");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].same_ignoring_expiry(&v6), "{got:?}");
+        assert!(v6.expiry_within(&got[0], 5, 1), "{got:?}");
+        let got = routes_to(state, "203.0.113.0/24");
+        let expect = Route {
+            pref: RoutePref::Medium,
+            expires: None,
+            ..v4.clone()
+        };
+        assert_eq!(got, [expect]);
+    }
+    // Every other route reads medium, never expiring, without metrics.
+    let ours = |r: &&Route| r.same_ignoring_expiry(&v6) || r.dst == v4.dst;
+    for r in dumped.routes.iter().filter(|r| !ours(r)) {
+        assert_eq!(
+            (r.pref, r.expires, r.metrics.is_empty()),
+            (RoutePref::Medium, None, true),
+            "{r:?}"
+        );
+    }
+    // IPv4 deletes only the route whose metrics are the request's (fib_metrics_match).
+    let mut other = m.clone();
+    other.set(rtax::MTU, 1300);
+    let wrong = v4.clone().metrics(other);
+    let e = k.apply(&Op::RouteDel { route: wrong }).await.unwrap_err();
+    assert_eq!(e.errno, Some(libc::ESRCH), "{e}");
+    k.apply(&Op::RouteDel { route: v4 }).await.unwrap();
+    // IPv6 ignores them.
+    let wrong = v6
+        .clone()
+        .metrics(RouteMetrics::default())
+        .pref(RoutePref::Low);
+    k.apply(&Op::RouteDel { route: wrong }).await.unwrap();
 }

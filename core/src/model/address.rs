@@ -22,6 +22,11 @@ pub enum AddrFlag {
     Tentative,
     Dadfailed,
     Deprecated,
+    /// IPv6 only: a temporary (privacy, RFC 8981) address the kernel's SLAAC made from a
+    /// `mngtmpaddr` address of the same prefix (IFA_F_TEMPORARY, the bit IPv4 calls
+    /// secondary). User space cannot make one: the kernel drops the bit from a request.
+    /// Deleting the `mngtmpaddr` address deletes its temporary ones.
+    Temporary,
 }
 
 impl AddrFlag {
@@ -49,6 +54,7 @@ impl AddrFlag {
             AddrFlag::Tentative => "tentative",
             AddrFlag::Dadfailed => "dadfailed",
             AddrFlag::Deprecated => "deprecated",
+            AddrFlag::Temporary => "temporary",
         }
     }
 }

@@ -20,7 +20,8 @@ pub use name::{IfName, NameError};
 pub use neigh::{Neighbour, NudState};
 pub use prefix::{Family, Prefix, PrefixParseError};
 pub use route::{
-    Route, RouteKey, RouteProtocol, RouteScope, RouteType, TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
+    rtax, Route, RouteKey, RouteMetrics, RoutePref, RouteProtocol, RouteScope, RouteType,
+    TABLE_DEFAULT, TABLE_LOCAL, TABLE_MAIN,
 };
 pub use snapshot::{NetState, Snapshot};
 pub use sysctl::{Knob, SysctlKey, SysctlValue};

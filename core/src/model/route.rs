@@ -1,5 +1,6 @@
 //! Routes as the kernel reports them (`ip route show table all`, minus the local table).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -177,8 +178,204 @@ impl RouteType {
     }
 }
 
+/// IPv6 router preference (RTA_PREF, RFC 4191): what an RA gave its default and
+/// more-specific routes. The kernel stores medium for anything but low and high, and
+/// reports it for every IPv6 route; IPv4 accepts and ignores it, so an IPv4 route is
+/// always medium.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutePref {
+    Low,
+    #[default]
+    Medium,
+    High,
+}
+
+impl RoutePref {
+    /// ICMPV6_ROUTER_PREF_*: low 3, medium 0, high 1; the kernel makes anything else
+    /// (the reserved 2 included) medium.
+    pub fn from_u8(v: u8) -> RoutePref {
+        match v {
+            3 => RoutePref::Low,
+            1 => RoutePref::High,
+            _ => RoutePref::Medium,
+        }
+    }
+
+    pub fn to_u8(self) -> u8 {
+        match self {
+            RoutePref::Low => 3,
+            RoutePref::Medium => 0,
+            RoutePref::High => 1,
+        }
+    }
+
+    pub fn ip_word(self) -> &'static str {
+        match self {
+            RoutePref::Low => "low",
+            RoutePref::Medium => "medium",
+            RoutePref::High => "high",
+        }
+    }
+}
+
+/// RTAX_* numbers of RTA_METRICS (linux/rtnetlink.h).
+pub mod rtax {
+    pub const LOCK: u16 = 1;
+    pub const MTU: u16 = 2;
+    pub const WINDOW: u16 = 3;
+    pub const RTT: u16 = 4;
+    pub const RTTVAR: u16 = 5;
+    pub const SSTHRESH: u16 = 6;
+    pub const CWND: u16 = 7;
+    pub const ADVMSS: u16 = 8;
+    pub const REORDERING: u16 = 9;
+    pub const HOPLIMIT: u16 = 10;
+    pub const INITCWND: u16 = 11;
+    pub const FEATURES: u16 = 12;
+    pub const RTO_MIN: u16 = 13;
+    pub const INITRWND: u16 = 14;
+    pub const QUICKACK: u16 = 15;
+    pub const CC_ALGO: u16 = 16;
+    pub const FASTOPEN_NO_COOKIE: u16 = 17;
+    /// RTAX_FEATURE_ECN, the one feature bit `ip route` can set (`features ecn`).
+    pub const FEATURE_ECN: u32 = 1;
+}
+
+/// A route's metrics (RTA_METRICS) as the kernel stores them: every value non-zero
+/// (the kernel neither keeps nor reports a 0). `hoplimit`, `mtu` and `advmss` are what
+/// RAs and DHCP set; every other numeric RTAX_* is in `other` by number, RTAX_LOCK
+/// (the bitmask of locked metrics, `ip route … mtu lock 1400`) included; the congestion
+/// control algorithm (RTAX_CC_ALGO) is a name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RouteMetrics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hoplimit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advmss: Option<u32>,
+    /// Never holds the numbers of the named fields above or RTAX_CC_ALGO.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other: BTreeMap<u16, u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub congctl: Option<String>,
+}
+
+impl RouteMetrics {
+    pub fn is_empty(&self) -> bool {
+        *self == RouteMetrics::default()
+    }
+
+    /// The numeric metric `rtax` (not RTAX_CC_ALGO).
+    pub fn get(&self, rtax: u16) -> Option<u32> {
+        match rtax {
+            rtax::HOPLIMIT => self.hoplimit,
+            rtax::MTU => self.mtu,
+            rtax::ADVMSS => self.advmss,
+            n => self.other.get(&n).copied(),
+        }
+    }
+
+    /// Sets the numeric metric `rtax`; 0 removes it, as the kernel does not keep it.
+    pub fn set(&mut self, rtax: u16, value: u32) {
+        let v = (value != 0).then_some(value);
+        match rtax {
+            rtax::HOPLIMIT => self.hoplimit = v,
+            rtax::MTU => self.mtu = v,
+            rtax::ADVMSS => self.advmss = v,
+            n => match v {
+                Some(v) => {
+                    self.other.insert(n, v);
+                }
+                None => {
+                    self.other.remove(&n);
+                }
+            },
+        }
+    }
+
+    /// Every numeric metric, by RTAX number.
+    pub fn numeric(&self) -> Vec<(u16, u32)> {
+        let mut all: Vec<(u16, u32)> = self.other.iter().map(|(k, v)| (*k, *v)).collect();
+        for (k, v) in [
+            (rtax::HOPLIMIT, self.hoplimit),
+            (rtax::MTU, self.mtu),
+            (rtax::ADVMSS, self.advmss),
+        ] {
+            if let Some(v) = v {
+                all.push((k, v));
+            }
+        }
+        all.sort_unstable();
+        all
+    }
+
+    fn locked(&self, rtax: u16) -> bool {
+        rtax < 32 && self.get(rtax::LOCK).unwrap_or(0) & (1 << rtax) != 0
+    }
+
+    /// `mtu 1400 advmss 1360 hoplimit 64 …`, as `ip route` takes them: values are raw
+    /// (`rtt 20` without a unit is the kernel's own value, not milliseconds), locked
+    /// metrics say `lock`. What iproute2 cannot express (unknown RTAX numbers, feature
+    /// bits other than ECN, an unlocked `rto_min`) is left out; the netlink backend sends
+    /// it all the same.
+    pub fn ip_args(&self) -> String {
+        let mut out = Vec::new();
+        for (k, v) in self.numeric() {
+            let lock = if self.locked(k) { " lock" } else { "" };
+            let word = match k {
+                rtax::MTU => "mtu",
+                rtax::WINDOW => "window",
+                rtax::RTT => "rtt",
+                rtax::RTTVAR => "rttvar",
+                rtax::SSTHRESH => "ssthresh",
+                rtax::CWND => "cwnd",
+                rtax::ADVMSS => "advmss",
+                rtax::REORDERING => "reordering",
+                rtax::HOPLIMIT => "hoplimit",
+                rtax::INITCWND => "initcwnd",
+                rtax::INITRWND => "initrwnd",
+                rtax::QUICKACK => "quickack",
+                rtax::FASTOPEN_NO_COOKIE => "fastopen_no_cookie",
+                // `rto_min` always locks, and takes no `lock` word.
+                rtax::RTO_MIN => {
+                    out.push(format!("rto_min {v}"));
+                    continue;
+                }
+                rtax::FEATURES => {
+                    if v & rtax::FEATURE_ECN != 0 {
+                        out.push("features ecn".to_string());
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            out.push(format!("{word}{lock} {v}"));
+        }
+        if let Some(cc) = &self.congctl {
+            let lock = if self.locked(rtax::CC_ALGO) {
+                " lock"
+            } else {
+                ""
+            };
+            out.push(format!("congctl{lock} {cc}"));
+        }
+        out.join(" ")
+    }
+}
+
 /// One route. Everything a restore must reproduce is here; the kernel's state flags
 /// (`linkdown`) are not, they follow from the device.
+///
+/// `pref`, `expires` and `metrics` came later: a state file without them loads with
+/// their defaults (medium, never, none), which is what such routes had. None of them is
+/// part of [`Route::key`].
+///
+/// Equality compares `expires` exactly, but it counts down: a route dumped twice is
+/// only [`Route::same_ignoring_expiry`], like an address whose lifetimes go down.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Route {
     pub table: u32,
@@ -194,6 +391,16 @@ pub struct Route {
     pub prefsrc: Option<IpAddr>,
     pub onlink: bool,
     pub tos: u8,
+    /// RTA_PREF. Always medium on IPv4 (the kernel ignores it there).
+    #[serde(default)]
+    pub pref: RoutePref,
+    /// RTA_EXPIRES: the remaining seconds (`None` = never), like an address's
+    /// `valid_lft`. IPv6 only: IPv4 accepts it and ignores it. `Some(0)`: expired, and
+    /// still in the table until the kernel's garbage collection removes it.
+    #[serde(default)]
+    pub expires: Option<u32>,
+    #[serde(default)]
+    pub metrics: RouteMetrics,
 }
 
 impl Route {
@@ -218,6 +425,9 @@ impl Route {
             prefsrc: None,
             onlink: false,
             tos: 0,
+            pref: RoutePref::Medium,
+            expires: None,
+            metrics: RouteMetrics::default(),
         }
     }
 
@@ -241,8 +451,67 @@ impl Route {
         self
     }
 
+    pub fn pref(mut self, pref: RoutePref) -> Route {
+        self.pref = pref;
+        self
+    }
+
+    pub fn expires(mut self, seconds: u32) -> Route {
+        self.expires = Some(seconds);
+        self
+    }
+
+    pub fn metrics(mut self, metrics: RouteMetrics) -> Route {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn family(&self) -> Family {
         self.dst.family()
+    }
+
+    /// The route with a finite expiry set to 0: what stays the same while it counts
+    /// down (never stays never). The normaliser for comparing a route read later with
+    /// one read or sent earlier; bound the count-down with [`Route::expiry_within`].
+    pub fn expiry_normalized(&self) -> Route {
+        Route {
+            expires: self.expires.map(|_| 0),
+            ..self.clone()
+        }
+    }
+
+    /// Equal in everything but `expires`: the same route whether or not, and however
+    /// long, it still has to live. How plans recognise a route in a live dump: the
+    /// kernel's prefix route of a dynamic IPv6 address expires, a route put back keeps
+    /// the expiry it has left.
+    pub fn same_ignoring_expiry(&self, other: &Route) -> bool {
+        Route {
+            expires: None,
+            ..self.clone()
+        } == Route {
+            expires: None,
+            ..other.clone()
+        }
+    }
+
+    /// This route with `aged`'s remaining expiry when both expire: what a restore sends
+    /// for a route that has counted down since it was saved.
+    pub fn with_expiry_of(&self, aged: &Route) -> Route {
+        let mut out = self.clone();
+        if let (Some(_), Some(left)) = (self.expires, aged.expires) {
+            out.expires = Some(left);
+        }
+        out
+    }
+
+    /// `later`'s expiry is this one's after at most `elapsed` (plus `slack` seconds of
+    /// rounding: the kernel counts in ticks and reports whole seconds, rounded down): it
+    /// may only count down, and by no more than the time that passed.
+    pub fn expiry_within(&self, later: &Route, elapsed_secs: u64, slack: u64) -> bool {
+        match (self.expires, later.expires) {
+            (Some(a), Some(b)) => b <= a && u64::from(a - b) <= elapsed_secs + slack,
+            (a, b) => a == b,
+        }
     }
 
     /// What the kernel compares to decide that a new route already exists (EEXIST) or which
@@ -297,6 +566,17 @@ impl Route {
         if self.onlink {
             s.push_str(" onlink");
         }
+        if self.pref != RoutePref::Medium {
+            s.push_str(&format!(" pref {}", self.pref.ip_word()));
+        }
+        if let Some(e) = self.expires {
+            s.push_str(&format!(" expires {e}"));
+        }
+        let m = self.metrics.ip_args();
+        if !m.is_empty() {
+            s.push(' ');
+            s.push_str(&m);
+        }
         s
     }
 }
@@ -328,4 +608,92 @@ pub struct RouteKey {
     pub dst: Prefix,
     pub tos: u8,
     pub metric: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6(dst: &str) -> Route {
+        Route::new(
+            dst.parse().unwrap(),
+            None,
+            Some(IfName::new("eth0").unwrap()),
+        )
+    }
+
+    #[test]
+    fn new_attributes_render_as_ip_takes_them() {
+        let mut m = RouteMetrics::default();
+        m.set(rtax::HOPLIMIT, 64);
+        m.set(rtax::MTU, 1400);
+        m.set(rtax::ADVMSS, 1360);
+        m.set(rtax::INITCWND, 10);
+        m.set(rtax::LOCK, 1 << rtax::MTU);
+        m.congctl = Some("reno".into());
+        let r = v6("2001:db8:f::/64")
+            .pref(RoutePref::High)
+            .expires(600)
+            .metrics(m);
+        assert_eq!(
+            r.ip_args(),
+            "2001:db8:f::/64 dev eth0 proto boot scope global metric 1024 pref high \
+             expires 600 mtu lock 1400 advmss 1360 hoplimit 64 initcwnd 10 congctl reno"
+        );
+        // Defaults say nothing new.
+        assert_eq!(
+            v6("2001:db8:f::/64").ip_args(),
+            "2001:db8:f::/64 dev eth0 proto boot scope global metric 1024"
+        );
+    }
+
+    #[test]
+    fn metrics_zero_is_absent_and_named_numbers_go_to_their_fields() {
+        let mut m = RouteMetrics::default();
+        m.set(rtax::HOPLIMIT, 64);
+        m.set(rtax::WINDOW, 1000);
+        assert_eq!(m.hoplimit, Some(64));
+        assert_eq!(m.other.get(&rtax::WINDOW), Some(&1000));
+        assert_eq!(
+            m.numeric(),
+            vec![(rtax::WINDOW, 1000), (rtax::HOPLIMIT, 64)]
+        );
+        m.set(rtax::HOPLIMIT, 0);
+        m.set(rtax::WINDOW, 0);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn expiry_counts_down_and_stays_out_of_the_key() {
+        let a = v6("2001:db8::/64").expires(600);
+        let b = v6("2001:db8::/64").expires(590);
+        assert_ne!(a, b);
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key(), v6("2001:db8::/64").pref(RoutePref::Low).key());
+        assert!(a.same_ignoring_expiry(&b));
+        assert!(a.same_ignoring_expiry(&v6("2001:db8::/64")));
+        assert!(!a.same_ignoring_expiry(&v6("2001:db8::/64").pref(RoutePref::Low)));
+        assert_eq!(a.expiry_normalized(), b.expiry_normalized());
+        assert_ne!(
+            a.expiry_normalized(),
+            v6("2001:db8::/64").expiry_normalized()
+        );
+        assert_eq!(a.with_expiry_of(&b).expires, Some(590));
+        assert_eq!(v6("2001:db8::/64").with_expiry_of(&b).expires, None);
+        assert!(a.expiry_within(&b, 9, 1));
+        assert!(!a.expiry_within(&b, 5, 1));
+        assert!(!b.expiry_within(&a, 60, 1), "expiry never counts up");
+        assert!(!a.expiry_within(&v6("2001:db8::/64"), 60, 1));
+    }
+
+    #[test]
+    fn routes_saved_before_the_new_fields_load_with_their_defaults() {
+        let old = r#"{"table":254,"dst":"2001:db8::/64","type":"unicast","gateway":null,
+            "dev":"eth0","metric":1024,"protocol":"boot","scope":"universe","prefsrc":null,
+            "onlink":false,"tos":0}"#;
+        let r: Route = serde_json::from_str(old).unwrap();
+        assert_eq!(r, v6("2001:db8::/64"));
+        let back: Route = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
 }

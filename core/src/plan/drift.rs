@@ -46,7 +46,12 @@ pub fn drift(
         .filter(|r| r.protocol != RouteProtocol::Kernel)
     {
         let moved = r.on(br);
-        if !live.net.routes.contains(&moved) {
+        if !live
+            .net
+            .routes
+            .iter()
+            .any(|l| l.same_ignoring_expiry(&moved))
+        {
             out.push(format!("{moved} is missing"));
         }
     }

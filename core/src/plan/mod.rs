@@ -92,20 +92,27 @@ fn link_set(name: &IfName, change: LinkChange) -> Op {
     }
 }
 
-/// IPv4 primaries before secondaries (the order that keeps each one's role when re-added),
-/// otherwise the kernel's order.
+/// The order to add `addrs` in: IPv4 primaries before secondaries (the order that keeps
+/// each one's role), IPv6 by growing valid lifetime, permanent ones last (all addresses of
+/// one prefix share one prefix route, whose expiry the last address added sets), otherwise
+/// the kernel's order.
 fn primaries_first<'a>(addrs: impl Iterator<Item = &'a Address>) -> Vec<&'a Address> {
     let mut v: Vec<&Address> = addrs.collect();
-    v.sort_by_key(|a| a.secondary);
+    v.sort_by_key(|a| match a.family() {
+        Family::Inet => (a.secondary, 0),
+        Family::Inet6 => (false, a.valid_lft.map_or(u64::MAX, u64::from)),
+    });
     v
 }
 
 /// The order to delete `addrs` in: the reverse of [`primaries_first`], so secondaries go
 /// before their primary (with promote_secondaries=0 deleting a primary takes its
-/// secondaries along, and their explicit deletion would then find nothing).
+/// secondaries along, and their explicit deletion would then find nothing), and IPv6
+/// temporary addresses first (deleting their `mngtmpaddr` parent takes them along).
 fn deletion_order<'a>(addrs: impl Iterator<Item = &'a Address>) -> Vec<&'a Address> {
     let mut v = primaries_first(addrs);
     v.reverse();
+    v.sort_by_key(|a| !a.has(crate::model::AddrFlag::Temporary));
     v
 }
 
@@ -116,9 +123,10 @@ pub fn same_addr(a: &Address, b: &Address) -> bool {
 }
 
 /// Two routes the same but for the time they have left (a route's expiry counts down,
-/// like an address's lifetimes): what a restore and a verification compare.
+/// like an address's lifetimes): whether each expires at all is compared, not when.
+/// What a restore and a verification compare.
 pub fn same_route(a: &Route, b: &Route) -> bool {
-    a == b
+    a.expiry_normalized() == b.expiry_normalized()
 }
 
 /// The static (`nud permanent`) entries `s` holds for `dev`.

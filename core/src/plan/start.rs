@@ -235,7 +235,9 @@ fn move_routes(
     plan: &mut Plan,
 ) {
     for r in links_first(pre.net.routes_via(nic)) {
-        let moved = r.on(br);
+        // With the expiry it has left, if it is still on the NIC.
+        let aged = live.net.routes_via(nic).find(|l| super::same_route(l, r));
+        let moved = aged.map_or_else(|| r.on(br), |l| r.with_expiry_of(l).on(br));
         let there = live.net.routes.iter().any(|l| super::same_route(l, &moved));
         if there || (r.protocol == RouteProtocol::Kernel && made_by(r, added)) {
             continue;

@@ -225,7 +225,10 @@ fn restore_routes(
             continue;
         }
         match live.net.routes.iter().find(|l| l.key() == r.key()) {
-            Some(l) if l.via(br) => plan.push(Op::RouteReplace { route: r.clone() }),
+            // Back with the expiry it has left.
+            Some(l) if l.via(br) => plan.push(Op::RouteReplace {
+                route: r.with_expiry_of(l),
+            }),
             None => plan.push(Op::RouteAdd { route: r.clone() }),
             Some(l) => plan
                 .notes

@@ -6,8 +6,13 @@
 //!   taps too when a case does not give them one), and the IPv6 link-locals made from
 //!   them. Each such MAC becomes a placeholder named after its device, so "random" still
 //!   differs from "zero", from "a port's MAC" and from "the MAC that was set";
-//! - remaining address lifetimes, which count down on the real kernel only: the real
-//!   value may be lower than the simulated one by at most the time elapsed.
+//! - remaining address lifetimes and IPv6 route expiries, which count down on the real
+//!   kernel only: the real value may be lower than the simulated one by at most the
+//!   time elapsed (a route's through [`Route::expiry_normalized`] and
+//!   [`Route::expiry_within`], like an address's lifetimes).
+//!
+//! [`Route::expiry_normalized`]: env_qemu_core::model::Route::expiry_normalized
+//! [`Route::expiry_within`]: env_qemu_core::model::Route::expiry_within
 //!
 //! Everything a restore depends on (flags, scopes, broadcasts, routes with their
 //! protocol, scope, source, metric and table, bridge settings, masters) is compared
@@ -17,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use env_qemu_core::model::{IfName, MacAddr, Neighbour, NetState, NudState};
+use env_qemu_core::model::{IfName, MacAddr, Neighbour, NetState, NudState, Route};
 
 /// The kernel-chosen MACs one side has shown so far, per device name. Kept for the
 /// whole case: a link-local outlives the random MAC it was made from (a bridge takes
@@ -81,30 +86,50 @@ fn link_local(mac: &MacAddr) -> Ipv6Addr {
     ])
 }
 
-/// Whether two normalised states agree: equal once lifetimes are set aside, and each
-/// real remaining lifetime at most the simulated one and at most `elapsed` (+2 s of
-/// rounding) below it.
+/// Seconds of rounding allowed on top of the elapsed time: the kernel counts in ticks
+/// and reports whole seconds, rounded down.
+const ROUNDING: u64 = 2;
+
+/// Whether two normalised states agree: equal once lifetimes and expiries are set
+/// aside, and each real remaining lifetime or expiry at most the simulated one and at
+/// most `elapsed` (+2 s of rounding) below it.
 pub fn agree(sim: &NetState, real: &NetState, elapsed: Duration) -> bool {
-    if strip_lifetimes(sim) != strip_lifetimes(real) {
+    let (s, r) = (strip_lifetimes(sim), strip_lifetimes(real));
+    if s != r {
         return false;
     }
-    let slack = elapsed.as_secs().saturating_add(2);
+    let slack = elapsed.as_secs().saturating_add(ROUNDING);
     let close = |s: Option<u32>, r: Option<u32>| match (s, r) {
         (Some(s), Some(r)) => r <= s && u64::from(s - r) <= slack,
         (s, r) => s == r,
     };
-    sim.addresses
-        .iter()
-        .zip(&real.addresses)
-        .all(|(s, r)| close(s.valid_lft, r.valid_lft) && close(s.preferred_lft, r.preferred_lft))
+    let addresses =
+        sim.addresses.iter().zip(&real.addresses).all(|(s, r)| {
+            close(s.valid_lft, r.valid_lft) && close(s.preferred_lft, r.preferred_lft)
+        });
+    addresses
+        && by_stripped(sim)
+            .iter()
+            .zip(&by_stripped(real))
+            .all(|(s, r)| s.expiry_within(r, elapsed.as_secs(), ROUNDING))
 }
 
-/// Finite lifetimes replaced by 0 (forever stays `None`).
+/// The routes in the order of their stripped form, so that both sides pair up.
+fn by_stripped(s: &NetState) -> Vec<Route> {
+    let mut routes = s.routes.clone();
+    routes.sort_by_key(|r| serde_json::to_string(&r.expiry_normalized()).unwrap_or_default());
+    routes
+}
+
+/// Finite lifetimes and expiries replaced by 0 (forever and never stay `None`).
 pub fn strip_lifetimes(s: &NetState) -> NetState {
     let mut s = s.clone();
     for a in &mut s.addresses {
         a.valid_lft = a.valid_lft.map(|_| 0);
         a.preferred_lft = a.preferred_lft.map(|_| 0);
+    }
+    for r in &mut s.routes {
+        *r = r.expiry_normalized();
     }
     s.normalized()
 }
@@ -117,6 +142,14 @@ pub fn lifetime_report(sim: &NetState, real: &NetState) -> String {
             out.push_str(&format!(
                 "  lifetimes of {s}: simulated valid {:?} preferred {:?}, real valid {:?} preferred {:?}\n",
                 s.valid_lft, s.preferred_lft, r.valid_lft, r.preferred_lft
+            ));
+        }
+    }
+    for (s, r) in by_stripped(sim).iter().zip(&by_stripped(real)) {
+        if s.expires != r.expires {
+            out.push_str(&format!(
+                "  expiry of {s}: simulated {:?}, real {:?}\n",
+                s.expires, r.expires
             ));
         }
     }
@@ -212,5 +245,24 @@ mod tests {
         assert!(!agree(&sim, &real, Duration::from_secs(1)));
         real.addresses[0].valid_lft = None;
         assert!(!agree(&sim, &real, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn route_expiry_may_only_count_down() {
+        let r = Route::new("2001:db8:f::/64".parse().unwrap(), None, Some(n("v0"))).expires(600);
+        let sim = NetState {
+            routes: vec![r],
+            ..NetState::default()
+        };
+        let mut real = sim.clone();
+        real.routes[0].expires = Some(598);
+        assert!(agree(&sim, &real, Duration::from_secs(1)));
+        real.routes[0].expires = Some(590);
+        assert!(!agree(&sim, &real, Duration::from_secs(1)));
+        real.routes[0].expires = Some(601);
+        assert!(!agree(&sim, &real, Duration::from_secs(1)));
+        real.routes[0].expires = None;
+        assert!(!agree(&sim, &real, Duration::from_secs(60)));
+        assert!(lifetime_report(&sim, &real).contains("expiry of route 2001:db8:f::/64"));
     }
 }

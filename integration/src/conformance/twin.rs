@@ -217,6 +217,17 @@ impl Twin {
         self.compare_states()
     }
 
+    /// The clock runs: `by` passes for real, the simulator's clock is advanced by as
+    /// much ([`SimKernel::advance_clock`]), and the states must agree (the real side
+    /// gets [`SETTLE`] to get there: its IPv6 route garbage collection runs on its own
+    /// timer).
+    pub fn pass_clock(&mut self, by: Duration) -> Result<(), Disagreement> {
+        std::thread::sleep(by);
+        self.sim.advance_clock(by);
+        self.log.push(format!("({by:?} pass)"));
+        self.compare_states()
+    }
+
     /// For `up`, and for a port leaving its bridge (`nomaster`, deletion): the simulator
     /// with the other outcome of the stale-operstate race (see
     /// `SimKernel::set_port_up_flash`), `op` applied. The caller drops it when it ends

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::{array, flag, num_of, str_of};
 
 /// The flag keys `ip -j` prints for each model flag.
-const FLAGS: [(&str, AddrFlag); 9] = [
+/// (`ip` prints IFA_F_SECONDARY as `secondary` on IPv4, `temporary` on IPv6.)
+const FLAGS: [(&str, AddrFlag); 10] = [
     ("nodad", AddrFlag::Nodad),
     ("noprefixroute", AddrFlag::Noprefixroute),
     ("mngtmpaddr", AddrFlag::Mngtmpaddr),
@@ -19,6 +20,7 @@ const FLAGS: [(&str, AddrFlag); 9] = [
     ("tentative", AddrFlag::Tentative),
     ("dadfailed", AddrFlag::Dadfailed),
     ("deprecated", AddrFlag::Deprecated),
+    ("temporary", AddrFlag::Temporary),
 ];
 
 pub fn parse_addresses(json: &Value) -> Vec<Address> {

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use env_qemu_core::model::{
-    Family, IfName, Prefix, Route, RouteProtocol, RouteScope, RouteType, TABLE_LOCAL, TABLE_MAIN,
+    rtax, Family, IfName, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope,
+    RouteType, TABLE_LOCAL, TABLE_MAIN,
 };
 use serde_json::Value;
 
@@ -55,7 +56,57 @@ fn route(r: &Value, family: Family) -> Route {
         prefsrc,
         onlink: has_flag(r, "onlink") || has_flag(hop, "onlink"),
         tos: num_of(r, "tos").unwrap_or(0) as u8,
+        pref: match str_of(r, "pref") {
+            Some("low") => RoutePref::Low,
+            Some("high") => RoutePref::High,
+            _ => RoutePref::Medium,
+        },
+        // `expires` is the remaining whole seconds, negative once past (the route waits
+        // for garbage collection): 0 then, as the netlink backend reads it.
+        expires: r
+            .get("expires")
+            .and_then(Value::as_i64)
+            .map(|s| u32::try_from(s).unwrap_or(0)),
+        metrics: metrics(r.get("metrics").and_then(|m| array(m).first())),
     }
+}
+
+/// `"metrics":[{"mtu":1400,"hoplimit":64,"ecn":null,"congestion":"reno",…}]`. `ip`
+/// prints `rtt` and `rttvar` in milliseconds (the kernel's value / 8 and / 4, rounded
+/// down) and leaves the lock bits out of JSON: routes compared with this must use
+/// multiples and no lock.
+fn metrics(m: Option<&Value>) -> RouteMetrics {
+    let mut out = RouteMetrics::default();
+    let Some(Value::Object(m)) = m else {
+        return out;
+    };
+    for (k, v) in m {
+        let n = v.as_u64().unwrap_or(0) as u32;
+        let (key, value) = match k.as_str() {
+            "mtu" => (rtax::MTU, n),
+            "window" => (rtax::WINDOW, n),
+            "rtt" => (rtax::RTT, n * 8),
+            "rttvar" => (rtax::RTTVAR, n * 4),
+            "ssthresh" => (rtax::SSTHRESH, n),
+            "cwnd" => (rtax::CWND, n),
+            "advmss" => (rtax::ADVMSS, n),
+            "reordering" => (rtax::REORDERING, n),
+            "hoplimit" => (rtax::HOPLIMIT, n),
+            "initcwnd" => (rtax::INITCWND, n),
+            "ecn" => (rtax::FEATURES, rtax::FEATURE_ECN),
+            "rto_min" => (rtax::RTO_MIN, n),
+            "initrwnd" => (rtax::INITRWND, n),
+            "quickack" => (rtax::QUICKACK, n),
+            "fastopen_no_cookie" => (rtax::FASTOPEN_NO_COOKIE, n),
+            "congestion" => {
+                out.congctl = v.as_str().map(str::to_string);
+                continue;
+            }
+            _ => continue,
+        };
+        out.set(key, value);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -105,5 +156,30 @@ mod tests {
             parse_routes(&json, Family::Inet6)[0].dst,
             Prefix::default_for(Family::Inet6)
         );
+    }
+
+    #[test]
+    fn reads_pref_expires_and_metrics() {
+        let json: Value = serde_json::from_str(
+            r#"[{"type":"1","dst":"2001:db8:f::/64","gateway":"2001:db8::fe","dev":"v0",
+                 "table":"254","protocol":"3","scope":"0","metric":1024,"flags":[],
+                 "expires":599,"metrics":[{"mtu":1400,"advmss":1300,"hoplimit":64,
+                 "rtt":2,"ecn":null,"congestion":"reno"}],"pref":"high"},
+                {"type":"1","dst":"2001:db8:d::/64","dev":"v0","table":"254","protocol":"3",
+                 "scope":"0","metric":1024,"flags":[],"expires":-23,"pref":"low"}]"#,
+        )
+        .unwrap();
+        let r = parse_routes(&json, Family::Inet6);
+        assert_eq!((r[0].pref, r[0].expires), (RoutePref::High, Some(599)));
+        let m = &r[0].metrics;
+        assert_eq!(
+            (m.mtu, m.advmss, m.hoplimit),
+            (Some(1400), Some(1300), Some(64))
+        );
+        assert_eq!(m.get(rtax::RTT), Some(16));
+        assert_eq!(m.get(rtax::FEATURES), Some(rtax::FEATURE_ECN));
+        assert_eq!(m.congctl.as_deref(), Some("reno"));
+        assert_eq!((r[1].pref, r[1].expires), (RoutePref::Low, Some(0)));
+        assert!(r[1].metrics.is_empty());
     }
 }

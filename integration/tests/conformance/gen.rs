@@ -14,7 +14,9 @@
 
 use std::net::IpAddr;
 
-use env_qemu_core::model::{Address, Family, Route, RouteProtocol, RouteScope, RouteType};
+use env_qemu_core::model::{
+    AddrFlag, Address, Family, Route, RouteProtocol, RouteScope, RouteType,
+};
 use env_qemu_core::Op;
 use env_qemu_integration::conformance::ops::*;
 use env_qemu_integration::conformance::World;
@@ -98,6 +100,57 @@ enum Spec {
         r: Route,
         dev: DevRef,
     },
+    /// A DHCP client's lease, all three parts in one step (see [`lease`]).
+    Lease {
+        which: usize,
+        dev: DevRef,
+    },
+    /// One part of a lease added or deleted alone: deletions come in every order.
+    LeasePart {
+        which: usize,
+        part: usize,
+        add: bool,
+        dev: DevRef,
+    },
+}
+
+/// What DHCP clients (NetworkManager, dhcpcd, systemd-networkd) install: the leased
+/// address `noprefixroute` with the lease as its lifetimes, their own prefix route
+/// (proto dhcp, scope link, `src`, metric 100) and a default route through it.
+fn lease(which: usize, dev: &str) -> [Op; 3] {
+    let (cidr, net, gw) = [
+        ("192.0.2.10/24", "192.0.2.0/24", "192.0.2.254"),
+        ("198.51.100.10/24", "198.51.100.0/24", "198.51.100.254"),
+    ][which % 2];
+    let a = addr(dev, cidr)
+        .flag(AddrFlag::Noprefixroute)
+        .lifetimes(3600, 3600);
+    let a = Address {
+        broadcast: plus_broadcast(&a),
+        ..a
+    };
+    let src = a.ip.to_string();
+    let prefix = route(net)
+        .dev(dev)
+        .with_proto(RouteProtocol::Dhcp)
+        .with_scope(RouteScope::Link)
+        .with_src(&src)
+        .with_metric(100);
+    let default = route("default")
+        .via(gw)
+        .dev(dev)
+        .with_proto(RouteProtocol::Dhcp)
+        .with_src(&src)
+        .with_metric(100);
+    [addr_add(a), route_add(prefix), route_add(default)]
+}
+
+fn undo(op: Op) -> Op {
+    match op {
+        Op::AddrAdd { address } => Op::AddrDel { address },
+        Op::RouteAdd { route } => Op::RouteDel { route },
+        other => other,
+    }
 }
 
 const POOL: usize = 4;
@@ -166,6 +219,9 @@ fn any_spec() -> impl Strategy<Value = Spec> {
             |(dev, ip, lladdr, permanent, router)| Spec::Neigh { dev, ip, lladdr, permanent, router: router && ip.is_ipv6() },
         ),
         1 => (dev_ref(), neighbour_ip()).prop_map(|(dev, ip)| Spec::NeighDel { dev, ip }),
+        1 => (0..2usize, dev_ref()).prop_map(|(which, dev)| Spec::Lease { which, dev }),
+        2 => (0..2usize, 0..3usize, proptest::bool::weighted(0.3), dev_ref())
+            .prop_map(|(which, part, add, dev)| Spec::LeasePart { which, part, add, dev }),
     ]
 }
 
@@ -218,6 +274,16 @@ fn resolve(specs: Vec<Spec>, addrs: &[PoolAddress], routes: &[PoolRoute]) -> Vec
                 vec![route_op(verb, via(r, *dev, &live))]
             }
             Spec::FreshRoute { verb, r, dev } => vec![route_op(verb, via(&r, dev, &live))],
+            Spec::Lease { which, dev } => lease(which, live.pick(dev)).to_vec(),
+            Spec::LeasePart {
+                which,
+                part,
+                add,
+                dev,
+            } => {
+                let op = lease(which, live.pick(dev))[part].clone();
+                vec![if add { op } else { undo(op) }]
+            }
             Spec::DelPrefixRoute(at) => {
                 let (a, dev) = &addrs[at];
                 vec![route_del(prefix_route(&on(a, *dev, &live)))]

@@ -5,7 +5,8 @@
 use std::net::IpAddr;
 
 use env_qemu_core::model::{
-    AddrFlag, AddrScope, Address, Family, Route, RouteProtocol, RouteScope, RouteType, TABLE_MAIN,
+    rtax, AddrFlag, AddrScope, Address, Family, Route, RouteMetrics, RoutePref, RouteProtocol,
+    RouteScope, RouteType, TABLE_MAIN,
 };
 use env_qemu_integration::conformance::ops::*;
 use proptest::prelude::*;
@@ -35,9 +36,10 @@ const V4: [&str; 7] = [
     "203.0.113.1/24",
     "192.0.2.3/32",
 ];
-const V6: [&str; 5] = [
+const V6: [&str; 6] = [
     "2001:db8::1/64",
     "2001:db8::2/64",
+    "2001:db8::3/64",
     "2001:db8::1/56",
     "2001:db8:1::1/64",
     "fe80::1/64",
@@ -101,7 +103,7 @@ pub fn create_tap() -> impl Strategy<Value = Step> {
 }
 
 /// IPv4 broadcast of `a`'s subnet (`brd +`).
-fn plus_broadcast(a: &Address) -> Option<IpAddr> {
+pub fn plus_broadcast(a: &Address) -> Option<IpAddr> {
     match a.ip {
         IpAddr::V4(v) if a.prefix_len < 31 => {
             let host = u32::MAX >> a.prefix_len;
@@ -118,11 +120,14 @@ pub fn address() -> impl Strategy<Value = Address> {
         1 => Just(Some(AddrScope::Link)),
         1 => Just(Some(AddrScope::Host)),
     ];
+    // Finite and permanent mixed on one prefix: how the kernel's prefix route expires
+    // depends on which of them come and go.
     let lifetimes = prop_oneof![
-        10 => Just(None),
+        8 => Just(None),
         2 => Just(Some((3600u32, 1800u32))),
         1 => Just(Some((600, 0))),
         1 => Just(Some((300, 300))),
+        1 => Just(Some((7200, 7200))),
     ];
     (
         ip,
@@ -131,8 +136,9 @@ pub fn address() -> impl Strategy<Value = Address> {
         proptest::bool::weighted(0.2),
         proptest::bool::weighted(0.5),
         lifetimes,
+        proptest::bool::weighted(0.1),
     )
-        .prop_map(|(ip, scope, brd, nopr, nodad, lft)| {
+        .prop_map(|(ip, scope, brd, nopr, nodad, lft, mngtmp)| {
             let mut a = addr(PLACEHOLDER, ip);
             if let Some(s) = scope {
                 a.scope = s;
@@ -145,6 +151,10 @@ pub fn address() -> impl Strategy<Value = Address> {
             }
             if nodad && a.family() == Family::Inet6 {
                 a.flags.insert(AddrFlag::Nodad);
+            }
+            // (use_tempaddr is 0 in a fresh namespace: no temporaries follow.)
+            if mngtmp && a.family() == Family::Inet6 {
+                a.flags.insert(AddrFlag::Mngtmpaddr);
             }
             if let Some((v, p)) = lft {
                 a.valid_lft = Some(v);
@@ -186,8 +196,9 @@ pub fn route4() -> impl Strategy<Value = Route> {
         common(),
         (src, scope, proptest::bool::weighted(0.1), select(vec![0u8, 0, 0, 0, 0x10])),
         prop_oneof![18 => Just(RouteType::Unicast), 1 => Just(RouteType::Blackhole), 1 => Just(RouteType::Unreachable)],
+        attributes(),
     )
-        .prop_map(|((dst, gw, d), (table, metric, proto), (src, scope, onlink, tos), kind)| {
+        .prop_map(|((dst, gw, d), (table, metric, proto), (src, scope, onlink, tos), kind, attrs)| {
             let mut r = route(dst);
             if let Some(g) = gw {
                 r = r.via(g);
@@ -195,7 +206,7 @@ pub fn route4() -> impl Strategy<Value = Route> {
             if d {
                 r = r.dev(PLACEHOLDER);
             }
-            finish(r, table, metric, proto, kind, src, scope, onlink, tos)
+            with_attributes(finish(r, table, metric, proto, kind, src, scope, onlink, tos), attrs)
         })
 }
 
@@ -221,8 +232,9 @@ pub fn route6() -> impl Strategy<Value = Route> {
         common(),
         (src, proptest::bool::weighted(0.05)),
         prop_oneof![18 => Just(RouteType::Unicast), 1 => Just(RouteType::Blackhole), 1 => Just(RouteType::Prohibit)],
+        attributes(),
     )
-        .prop_map(|((dst, gw, d), (table, metric, proto), (src, onlink), kind)| {
+        .prop_map(|((dst, gw, d), (table, metric, proto), (src, onlink), kind, attrs)| {
             let mut r = route(dst);
             if let Some(g) = gw {
                 r = r.via(g);
@@ -230,8 +242,52 @@ pub fn route6() -> impl Strategy<Value = Route> {
             if d {
                 r = r.dev(PLACEHOLDER);
             }
-            finish(r, table, metric, proto, kind, src, None, onlink, 0)
+            with_attributes(finish(r, table, metric, proto, kind, src, None, onlink, 0), attrs)
         })
+}
+
+/// Router preference, expiry and metrics: what RAs and DHCP clients give routes. Mostly
+/// none; IPv4 gets them too (the kernel drops preference and expiry there). Out of
+/// range values (hoplimit 300, mtu 70000) are clamped by the kernel, and an IPv4 delete
+/// carrying them then matches nothing. Expiries are long: a case never sees one run out
+/// (the real kernel's garbage collection would delete the route at its own moment).
+pub type Attributes = (RoutePref, Option<u32>, RouteMetrics);
+
+pub fn attributes() -> impl Strategy<Value = Attributes> {
+    let pref = prop_oneof![
+        6 => Just(RoutePref::Medium),
+        1 => Just(RoutePref::Low),
+        1 => Just(RoutePref::High),
+    ];
+    let expires = prop_oneof![6 => Just(None), 1 => Just(Some(600u32)), 1 => Just(Some(3600))];
+    let one = |vals: Vec<u32>| proptest::option::weighted(0.15, select(vals));
+    let metrics = (
+        one(vec![64, 255, 300]),
+        one(vec![1400, 1280, 70000]),
+        one(vec![1360]),
+        one(vec![10]),
+    )
+        .prop_map(|(hoplimit, mtu, advmss, initcwnd)| {
+            let mut m = RouteMetrics::default();
+            for (k, v) in [
+                (rtax::HOPLIMIT, hoplimit),
+                (rtax::MTU, mtu),
+                (rtax::ADVMSS, advmss),
+                (rtax::INITCWND, initcwnd),
+            ] {
+                if let Some(v) = v {
+                    m.set(k, v);
+                }
+            }
+            m
+        });
+    (pref, expires, metrics)
+}
+
+fn with_attributes(r: Route, (pref, expires, metrics): Attributes) -> Route {
+    let mut r = r.pref(pref).metrics(metrics);
+    r.expires = expires;
+    r
 }
 
 /// Table, metric and protocol, shared by both families. Proto kernel is what the
