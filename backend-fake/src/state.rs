@@ -133,23 +133,36 @@ pub(crate) struct Knobs {
     pub autoconf: i32,
     pub accept_ra: i32,
     pub accept_dad: i32,
+    pub use_tempaddr: i32,
+    /// An unsigned int in the kernel (1..=u32::MAX).
+    pub ra_defrtr_metric: u32,
 }
 
 impl Knobs {
-    pub fn get(&self, k: Knob) -> i32 {
+    pub fn get(&self, k: Knob) -> i64 {
         match k {
-            Knob::Ipv6Autoconf => self.autoconf,
-            Knob::Ipv6AcceptRa => self.accept_ra,
-            Knob::Ipv6AcceptDad => self.accept_dad,
+            Knob::Ipv6Autoconf => self.autoconf.into(),
+            Knob::Ipv6AcceptRa => self.accept_ra.into(),
+            Knob::Ipv6AcceptDad => self.accept_dad.into(),
+            Knob::Ipv6UseTempaddr => self.use_tempaddr.into(),
+            Knob::Ipv6RaDefrtrMetric => self.ra_defrtr_metric.into(),
         }
     }
 
-    pub fn set(&mut self, k: Knob, v: i32) {
+    /// proc_dointvec for the int knobs; proc_douintvec_minmax (1..=u32::MAX) for
+    /// ra_defrtr_metric. `None`: the value is refused (EINVAL).
+    pub fn set(&mut self, k: Knob, v: i64) -> Option<()> {
+        let int = || i32::try_from(v).ok();
         match k {
-            Knob::Ipv6Autoconf => self.autoconf = v,
-            Knob::Ipv6AcceptRa => self.accept_ra = v,
-            Knob::Ipv6AcceptDad => self.accept_dad = v,
+            Knob::Ipv6Autoconf => self.autoconf = int()?,
+            Knob::Ipv6AcceptRa => self.accept_ra = int()?,
+            Knob::Ipv6AcceptDad => self.accept_dad = int()?,
+            Knob::Ipv6UseTempaddr => self.use_tempaddr = int()?,
+            Knob::Ipv6RaDefrtrMetric => {
+                self.ra_defrtr_metric = u32::try_from(v).ok().filter(|m| *m >= 1)?;
+            }
         }
+        Some(())
     }
 }
 
@@ -165,11 +178,15 @@ const CONF_ALL: Knobs = Knobs {
     autoconf: 1,
     accept_ra: 1,
     accept_dad: 0,
+    use_tempaddr: 0,
+    ra_defrtr_metric: 1024,
 };
 const CONF_DEFAULT: Knobs = Knobs {
     autoconf: 1,
     accept_ra: 1,
     accept_dad: 1,
+    use_tempaddr: 0,
+    ra_defrtr_metric: 1024,
 };
 
 impl Ns {

@@ -1,4 +1,4 @@
-//! `net.ipv6.conf.{all,default,DEV}.{autoconf,accept_ra,accept_dad}`.
+//! `net.ipv6.conf.{all,default,DEV}.{autoconf,accept_ra,accept_dad,use_tempaddr,ra_defrtr_metric}`.
 
 use env_qemu_core::model::SysctlKey;
 
@@ -31,19 +31,18 @@ pub(crate) fn read(ns: &Ns, key: &SysctlKey) -> Res<String> {
 /// device's own in the DAD decision.
 pub(crate) fn set(ns: &mut Ns, key: &SysctlKey, value: &str) -> Res {
     knobs(ns, key)?;
-    let v: i32 = value
-        .trim()
-        .parse()
-        .map_err(|_| Fail::new(libc::EINVAL, "Invalid argument"))?;
-    match key.dev.as_str() {
-        "all" => ns.conf_all.set(key.knob, v),
-        "default" => ns.conf_default.set(key.knob, v),
+    let invalid = || Fail::new(libc::EINVAL, "Invalid argument");
+    let v: i64 = value.trim().parse().map_err(|_| invalid())?;
+    let knobs = match key.dev.as_str() {
+        "all" => &mut ns.conf_all,
+        "default" => &mut ns.conf_default,
         _ => {
             let i = ns.idx(&key.dev).ok_or_else(no_file)?;
-            if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
-                v6.conf.set(key.knob, v);
+            match ns.dev_mut(i).v6.as_mut() {
+                Some(v6) => &mut v6.conf,
+                None => return Ok(()),
             }
         }
-    }
-    Ok(())
+    };
+    knobs.set(key.knob, v).ok_or_else(invalid)
 }

@@ -8,7 +8,13 @@ use crate::model::{
 };
 use crate::op::Op;
 
-const KNOBS: [Knob; 3] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf, Knob::Ipv6AcceptDad];
+const KNOBS: [Knob; 5] = [
+    Knob::Ipv6AcceptRa,
+    Knob::Ipv6Autoconf,
+    Knob::Ipv6AcceptDad,
+    Knob::Ipv6UseTempaddr,
+    Knob::Ipv6RaDefrtrMetric,
+];
 
 /// Dumps the namespace, then reads the IPv6 knobs of `devs` (absent when IPv6 is disabled
 /// on a device) and the tmpfs at `tmpfs` (absent when nothing is mounted there).

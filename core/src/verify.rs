@@ -156,6 +156,9 @@ impl Expected {
                 .addresses_of(&want.dev)
                 .find(|l| same_addr(l, want) && l.prefix_len == want.prefix_len)
             {
+                // A privacy address is the kernel's to renew and replace (user space can
+                // only keep a plain copy, until its short lifetime ends).
+                None if want.has(AddrFlag::Temporary) => {}
                 None => out.push(Difference {
                     object: want.to_string(),
                     expected: "present".into(),
@@ -178,13 +181,21 @@ impl Expected {
                 Some(_) => {}
             }
         }
+        // Privacy addresses the kernel makes for an expected `mngtmpaddr` address (when it
+        // is added, and at each RA) are its own: user space can neither make nor keep them.
+        let temporary_of_expected = |l: &Address| {
+            l.has(AddrFlag::Temporary)
+                && self.addresses.iter().any(|w| {
+                    w.dev == l.dev && w.has(AddrFlag::Mngtmpaddr) && w.prefix() == l.prefix()
+                })
+        };
         for dev in &self.addressed {
             for l in live.net.addresses_of(dev) {
                 let wanted = self
                     .addresses
                     .iter()
                     .any(|w| same_addr(l, w) && l.prefix_len == w.prefix_len);
-                if !wanted && !self.kernel_own(l, live) {
+                if !wanted && !self.kernel_own(l, live) && !temporary_of_expected(l) {
                     out.push(Difference {
                         object: l.to_string(),
                         expected: "absent".into(),
@@ -212,7 +223,10 @@ impl Expected {
             .filter(|r| r.dev.as_ref().is_some_and(|d| self.routed.contains(d)))
             .collect();
         for want in &self.routes {
-            if live_routes.iter().any(|l| same_route(l, want)) {
+            if live_routes
+                .iter()
+                .any(|l| same_route(l, want) || crate::plan::same_router(l, want))
+            {
                 continue;
             }
             let holder = live_routes
@@ -240,7 +254,10 @@ impl Expected {
                 })
         };
         for l in live_routes {
-            let wanted = self.routes.iter().any(|w| same_route(l, w));
+            let wanted = self
+                .routes
+                .iter()
+                .any(|w| same_route(l, w) || crate::plan::same_router(l, w));
             let paired = self
                 .routes
                 .iter()
@@ -397,9 +414,13 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
     e.routes = pre.net.routes_via(nic).map(|r| r.on(br)).collect();
     let knob = |k| pre.sysctl(&SysctlKey::new(nic, k)).map(str::to_string);
     use crate::model::Knob;
-    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+    for k in crate::plan::BRIDGE_TAKES {
         if let Some(v) = knob(k) {
             e.sysctls.push(value(br, k, v));
+        }
+    }
+    for k in crate::plan::PORT_ZEROES {
+        if knob(k).is_some() {
             e.sysctls.push(value(nic, k, "0".into()));
         }
     }

@@ -58,6 +58,28 @@ impl Dnsmasq {
         )
     }
 
+    /// [`Dnsmasq::start_ra`] as a router with preference `high`, an advertisement every
+    /// `interval` seconds or so (dnsmasq jitters it) and a router lifetime of `lifetime`
+    /// seconds, addresses valid for `valid` seconds. `ns` needs an IPv6 default route of
+    /// its own, or dnsmasq advertises a router lifetime of 0 (no default route on hosts).
+    pub fn start_router(
+        ns: &TestNs,
+        iface: &str,
+        prefix: &str,
+        (interval, lifetime, valid): (u32, u32, u32),
+        dir: &Path,
+    ) -> Dnsmasq {
+        let range = format!("--dhcp-range={prefix},ra-only,64,{valid}");
+        let param = format!("--ra-param={iface},high,{interval},{lifetime}");
+        Dnsmasq::spawn(
+            ns,
+            iface,
+            &["--enable-ra", &range, &param],
+            "router advertisement enabled",
+            dir,
+        )
+    }
+
     fn spawn(ns: &TestNs, iface: &str, mode: &[&str], ready: &str, dir: &Path) -> Dnsmasq {
         let dnsmasq = find_program("dnsmasq").expect("dnsmasq is installed (dnsmasq-base)");
         let leases = dir.join("dnsmasq.leases");

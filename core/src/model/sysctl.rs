@@ -17,6 +17,12 @@ pub enum Knob {
     /// Duplicate address detection. Briefly 0 while addresses are re-added, so they are
     /// usable at once yet keep their original flags (no `nodad` invented).
     Ipv6AcceptDad,
+    /// Privacy (temporary) addresses from SLAAC: copied to the bridge, which otherwise
+    /// makes none (a new device takes `default`'s, 0 on most hosts).
+    Ipv6UseTempaddr,
+    /// The metric of the default route the kernel makes from router advertisements:
+    /// copied to the bridge, and the one env-qemu keeps free for the kernel's route.
+    Ipv6RaDefrtrMetric,
 }
 
 impl Knob {
@@ -25,6 +31,8 @@ impl Knob {
             Knob::Ipv6Autoconf => "autoconf",
             Knob::Ipv6AcceptRa => "accept_ra",
             Knob::Ipv6AcceptDad => "accept_dad",
+            Knob::Ipv6UseTempaddr => "use_tempaddr",
+            Knob::Ipv6RaDefrtrMetric => "ra_defrtr_metric",
         }
     }
 
@@ -32,6 +40,8 @@ impl Knob {
     pub fn kernel_default(self) -> &'static str {
         match self {
             Knob::Ipv6Autoconf | Knob::Ipv6AcceptRa | Knob::Ipv6AcceptDad => "1",
+            Knob::Ipv6UseTempaddr => "0",
+            Knob::Ipv6RaDefrtrMetric => "1024",
         }
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Address, Family, IfName, Neighbour, Route, Snapshot};
+use crate::model::{Address, Family, IfName, Knob, Neighbour, Route, Snapshot};
 use crate::op::{LinkChange, Op};
 
 pub use drift::drift;
@@ -84,6 +84,19 @@ pub struct TapRecord {
     pub up: bool,
 }
 
+/// The IPv6 knobs the bridge takes over from the NIC: router advertisements, SLAAC,
+/// privacy addresses and the metric of the kernel's default route from RAs.
+pub const BRIDGE_TAKES: [Knob; 4] = [
+    Knob::Ipv6AcceptRa,
+    Knob::Ipv6Autoconf,
+    Knob::Ipv6UseTempaddr,
+    Knob::Ipv6RaDefrtrMetric,
+];
+
+/// The knobs a port has at 0: no IP configuration of its own, or RAs would give it
+/// addresses and routes that compete with the bridge's.
+pub const PORT_ZEROES: [Knob; 2] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf];
+
 /// `ip link set dev NAME CHANGE`.
 fn link_set(name: &IfName, change: LinkChange) -> Op {
     Op::LinkSet {
@@ -139,4 +152,48 @@ pub fn put_static(n: &Neighbour) -> Vec<Op> {
     neigh::put_on(n, &n.dev, crate::model::NudState::Permanent)
         .into_iter()
         .collect()
+}
+
+/// The default route the kernel made from a router advertisement (`proto ra`, with an
+/// expiry). A copy of it that user space puts at the kernel's metric on an interface that
+/// takes RAs makes every later RA fail there (the kernel finds "its" route taken and
+/// drops the RA before its prefix information: no SLAAC refresh, addresses expire). Moved
+/// as a copy one metric above, beside which the kernel adds its own at the next RA.
+pub fn is_ra_default(r: &Route) -> bool {
+    r.family() == Family::Inet6
+        && r.dst.is_default()
+        && r.protocol == crate::model::RouteProtocol::Ra
+        && r.expires.is_some()
+}
+
+/// Two RA default routes for the same router on the same device and table, at any metric:
+/// the kernel's own and env-qemu's copy of it are the same route to a user.
+pub fn same_router(a: &Route, b: &Route) -> bool {
+    is_ra_default(a)
+        && is_ra_default(b)
+        && a.dev == b.dev
+        && a.gateway == b.gateway
+        && a.table == b.table
+}
+
+/// `r` on `dev`, at the first metric above `kernel_metric` that no route with `r`'s
+/// table and destination uses in `live` (an `add` there cannot take another's place).
+fn ra_copy(r: &Route, dev: &IfName, kernel_metric: u32, live: &Snapshot) -> Route {
+    let mut metric = kernel_metric.saturating_add(1);
+    while live
+        .net
+        .routes
+        .iter()
+        .any(|l| l.table == r.table && l.dst == r.dst && l.metric == metric)
+    {
+        metric = metric.saturating_add(1);
+    }
+    r.on(dev).metric(metric)
+}
+
+/// The metric the kernel gives its default route from RAs on `dev` (ra_defrtr_metric).
+fn ra_metric(s: &Snapshot, dev: &IfName) -> u32 {
+    s.sysctl(&crate::model::SysctlKey::new(dev, Knob::Ipv6RaDefrtrMetric))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1024)
 }

@@ -84,7 +84,7 @@ pub fn plan_bridged(
     let knob =
         |s: &Snapshot, dev: &IfName, k| s.sysctl(&SysctlKey::new(dev, k)).map(str::to_string);
     // The bridge takes over the NIC's IPv6 behaviour (router advertisements, SLAAC).
-    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+    for k in super::BRIDGE_TAKES {
         if let Some(v) = knob(pre, nic, k) {
             if bridge.is_none() || knob(live, br, k).as_ref() != Some(&v) {
                 plan.push(set_sysctl(br, k, v));
@@ -156,7 +156,7 @@ pub fn plan_bridged(
     }
     // A port has no IP configuration of its own: RAs would give it addresses and routes
     // that compete with the bridge's.
-    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+    for k in super::PORT_ZEROES {
         if knob(live, nic, k).is_some_and(|v| v != "0") {
             plan.push(set_sysctl(nic, k, "0".into()));
         }
@@ -238,6 +238,14 @@ fn move_routes(
         // With the expiry it has left, if it is still on the NIC.
         let aged = live.net.routes_via(nic).find(|l| super::same_route(l, r));
         let moved = aged.map_or_else(|| r.on(br), |l| r.with_expiry_of(l).on(br));
+        if super::is_ra_default(r) {
+            let has = |l: &Route| super::same_router(l, &moved);
+            if !live.net.routes.iter().any(has) {
+                let copy = super::ra_copy(&moved, br, super::ra_metric(pre, nic), live);
+                plan.push(Op::RouteAdd { route: copy });
+            }
+            continue;
+        }
         let there = live.net.routes.iter().any(|l| super::same_route(l, &moved));
         if there || (r.protocol == RouteProtocol::Kernel && made_by(r, added)) {
             continue;

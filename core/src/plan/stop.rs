@@ -216,6 +216,20 @@ fn restore_routes(
         if live.net.routes.iter().any(|l| super::same_route(l, r)) {
             continue;
         }
+        if super::is_ra_default(r) {
+            // A copy one metric above, with the expiry the bridge's has left: the NIC
+            // takes RAs again, and the kernel adds its own at the next one.
+            if !live.net.routes.iter().any(|l| super::same_router(l, r)) {
+                let aged = live
+                    .net
+                    .routes_via(br)
+                    .find(|l| super::same_router(l, &r.on(br)));
+                let back = aged.map_or_else(|| r.clone(), |l| r.with_expiry_of(l));
+                let copy = super::ra_copy(&back, nic, super::ra_metric(pre, nic), live);
+                plan.push(Op::RouteAdd { route: copy });
+            }
+            continue;
+        }
         if r.protocol == RouteProtocol::Kernel {
             // As the kernel adds its own: beside the same prefix of other devices (the
             // bridge's goes with the bridge's address).
@@ -241,7 +255,7 @@ fn restore_routes(
 fn restore_link(pre: &Snapshot, live: &Snapshot, was: &Link, now: &Link, plan: &mut Plan) {
     let nic = &was.name;
     let knob = |s: &Snapshot, k| s.sysctl(&SysctlKey::new(nic, k)).map(str::to_string);
-    for k in [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf] {
+    for k in super::PORT_ZEROES {
         if let (Some(p), Some(n)) = (knob(pre, k), knob(live, k)) {
             if p != n {
                 plan.push(set_sysctl(nic, k, p));
