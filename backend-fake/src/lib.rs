@@ -18,6 +18,7 @@ mod dump;
 mod error;
 mod faults;
 mod fib4;
+pub mod host;
 mod ipv6;
 mod links;
 mod neigh;

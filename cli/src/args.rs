@@ -104,6 +104,12 @@ pub struct StartArgs {
     /// The tmpfs QEMU takes guest RAM from
     #[arg(long, value_name = "PATH", default_value = "/dev/shm")]
     pub shm_path: PathBuf,
+    /// Bridge IFACE even if a program env-qemu cannot hand over manages it
+    /// (NetworkManager, systemd-networkd, an unknown DHCP client): its lease is then not
+    /// renewed on the bridge, and the host loses the address when it ends. dhcpcd and
+    /// dhclient are handed over to the bridge and back without it
+    #[arg(long)]
+    pub force: bool,
     /// Print the plan as `ip` commands and change nothing
     #[arg(long)]
     pub dry_run: bool,

@@ -429,6 +429,7 @@ mod tests {
             uplink: name("eth0"),
             bridge: name("lepont"),
             shm: None,
+            force: false,
         };
         State::new("net:[4026532840]".into(), req, pre)
     }

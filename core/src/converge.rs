@@ -11,7 +11,7 @@
 use crate::exec::{execute, Event, Journal, Machine, Round, StepError, StepFailure};
 use crate::kernel::KernelError;
 use crate::model::{DumpFilter, IfName, Snapshot};
-use crate::observe::{observe_scope, Scope};
+use crate::observe::{observe_machine, Scope};
 use crate::plan::{
     plan_add, plan_bridged, plan_detached, plan_stop, Plan, PlanError, StartRequest, TapRecord,
 };
@@ -72,6 +72,7 @@ impl Goal {
         match self {
             Goal::Bridged { req, .. } => Scope {
                 tmpfs: shm(req),
+                managers: vec![req.uplink.clone(), req.bridge.clone()],
                 ..Scope::devices(&[&req.uplink, &req.bridge])
             },
             Goal::Restored { req, taps, .. } => {
@@ -85,6 +86,7 @@ impl Goal {
                     sysctls: vec![req.uplink.clone(), req.bridge.clone()],
                     neighbours: vec![req.uplink.clone(), req.bridge.clone()],
                     tmpfs: shm(req),
+                    managers: vec![req.uplink.clone(), req.bridge.clone()],
                 }
             }
             Goal::Attached { req, record, .. } | Goal::Detached { req, record } => Scope {
@@ -193,7 +195,7 @@ pub async fn converge(
         let plan = match next.take() {
             Some(plan) if !plan.is_empty() => plan,
             _ => {
-                let live = observe_scope(machine.kernel, &scope).await?;
+                let live = observe_machine(machine, &scope).await?;
                 let residual = expected.differences(&live);
                 (sink.observer)(Event::Verified {
                     goal: &name,

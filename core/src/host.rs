@@ -84,6 +84,21 @@ impl Client {
         }
     }
 
+    /// Whether `self` is the same kind of program as `other` (a dhcpcd daemon of the same
+    /// mode, a dhclient, …), whatever its PID.
+    pub fn same_kind(&self, other: &Client) -> bool {
+        match (self, other) {
+            (Client::Dhcpcd { mode: a, .. }, Client::Dhcpcd { mode: b, .. }) => a == b,
+            (Client::Unknown { name: a, .. }, Client::Unknown { name: b, .. }) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+
+    /// Whether env-qemu hands this client over to the bridge and back.
+    pub fn handed_over(&self) -> bool {
+        matches!(self, Client::Dhcpcd { .. } | Client::Dhclient { .. })
+    }
+
     /// The lease the client holds on the uplink, if it says.
     pub fn lease(&self) -> Option<&Lease> {
         match self {
@@ -109,6 +124,10 @@ pub struct Managers {
 }
 
 impl Managers {
+    pub fn is_empty(&self) -> bool {
+        self.managed.is_empty()
+    }
+
     /// The programs managing `dev`.
     pub fn of<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Client> + 'a {
         self.managed

@@ -70,6 +70,7 @@ async fn complete(
         sysctls,
         tmpfs,
         neighbours: Vec::new(),
+        managers: Default::default(),
     })
 }
 
@@ -108,6 +109,8 @@ pub struct Scope {
     /// Devices whose neighbour entries are read.
     pub neighbours: Vec<IfName>,
     pub tmpfs: Option<PathBuf>,
+    /// Devices whose managing programs the host is asked about.
+    pub managers: Vec<IfName>,
 }
 
 impl Scope {
@@ -118,6 +121,7 @@ impl Scope {
             sysctls: devs.iter().map(|d| (*d).clone()).collect(),
             neighbours: devs.iter().map(|d| (*d).clone()).collect(),
             tmpfs: None,
+            managers: Vec::new(),
         }
     }
 
@@ -177,4 +181,16 @@ pub async fn observe_scope(kernel: &dyn Kernel, scope: &Scope) -> Result<Snapsho
 /// What `op` touches, read now.
 pub async fn observe_for(kernel: &dyn Kernel, op: &Op) -> Result<Snapshot, KernelError> {
     observe_scope(kernel, &Scope::of_op(op)).await
+}
+
+/// [`observe_scope`], plus the managing programs of the scope's devices from the host.
+pub async fn observe_machine(
+    machine: crate::exec::Machine<'_>,
+    scope: &Scope,
+) -> Result<Snapshot, KernelError> {
+    let mut snap = observe_scope(machine.kernel, scope).await?;
+    if !scope.managers.is_empty() {
+        snap.managers = machine.host.managers(&scope.managers).await?;
+    }
+    Ok(snap)
 }

@@ -58,6 +58,12 @@ pub struct Expected {
     /// Devices env-qemu created, whose own IPv6 link-local (made by the kernel from their
     /// MAC) and `fe80::/64` route are theirs, not a difference.
     pub own_link_local: Vec<IfName>,
+    /// Programs that must (`true`) or must not (`false`) manage a device: the DHCP client
+    /// handed over to the bridge, and back.
+    pub managed: Vec<(IfName, crate::host::Client, bool)>,
+    /// A handed-over client makes its own copies of its `proto dhcp` routes, at its own
+    /// metric: they compare by [`crate::plan::same_lease_route`].
+    pub client_routes: bool,
 }
 
 /// One way the live state differs from the target, with the commands that would fix it.
@@ -118,6 +124,18 @@ impl Expected {
                     expected: "a static entry".into(),
                     found: "none".into(),
                     fix: crate::plan::put_static(n),
+                });
+            }
+        }
+        for (dev, client, wanted) in &self.managed {
+            let running = live.managers.of(dev).any(|c| c.same_kind(client));
+            if running != *wanted {
+                let word = |b: bool| if b { "managing it" } else { "not managing it" };
+                out.push(Difference {
+                    object: format!("{} on {dev}", client.describe()),
+                    expected: word(*wanted).into(),
+                    found: word(running).into(),
+                    fix: vec![],
                 });
             }
         }
@@ -222,11 +240,13 @@ impl Expected {
             .iter()
             .filter(|r| r.dev.as_ref().is_some_and(|d| self.routed.contains(d)))
             .collect();
+        let same = |l: &Route, w: &Route| {
+            same_route(l, w)
+                || crate::plan::same_router(l, w)
+                || (self.client_routes && crate::plan::same_lease_route(l, w))
+        };
         for want in &self.routes {
-            if live_routes
-                .iter()
-                .any(|l| same_route(l, want) || crate::plan::same_router(l, want))
-            {
+            if live_routes.iter().any(|l| same(l, want)) {
                 continue;
             }
             let holder = live_routes
@@ -254,10 +274,7 @@ impl Expected {
                 })
         };
         for l in live_routes {
-            let wanted = self
-                .routes
-                .iter()
-                .any(|w| same_route(l, w) || crate::plan::same_router(l, w));
+            let wanted = self.routes.iter().any(|w| same(l, w));
             let paired = self
                 .routes
                 .iter()
@@ -446,6 +463,11 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
         _ => None,
     };
     e.own_link_local = vec![br.clone()];
+    e.client_routes = crate::plan::client_makes_routes(pre, nic);
+    for c in crate::plan::handed(pre, nic) {
+        e.managed.push((nic.clone(), c.clone(), false));
+        e.managed.push((br.clone(), c.clone(), true));
+    }
     e
 }
 
@@ -480,6 +502,10 @@ pub fn restored(
         .collect();
     e.statics = crate::plan::statics_of(pre, nic).cloned().collect();
     e.tmpfs = req.shm.as_ref().and(pre.tmpfs.clone());
+    e.client_routes = crate::plan::client_makes_routes(pre, nic);
+    for c in crate::plan::handed(pre, nic) {
+        e.managed.push((nic.clone(), c.clone(), true));
+    }
     e
 }
 

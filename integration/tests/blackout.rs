@@ -77,6 +77,7 @@ async fn measure() -> Figures {
         uplink: IfName::new("eth0").unwrap(),
         bridge: IfName::new("lepont").unwrap(),
         shm: None,
+        force: false,
     };
 
     let streams = Streams::spawn(&specs, RATE, STREAM, WINDOW);

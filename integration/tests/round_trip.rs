@@ -51,6 +51,7 @@ async fn round_trip(topo: &Topology, uplink: &str) {
             path: shm.path().to_path_buf(),
             size_bytes: SHM_ASKED,
         }),
+        force: false,
     };
     if let Err(e) = s.start(&req).await {
         panic!("start: {e}\napplied:\n{}", s.log());

@@ -98,6 +98,7 @@ async fn slaac_with_privacy_addresses_survives_start_and_stop() {
         uplink: n("eth0"),
         bridge: n("lepont"),
         shm: None,
+        force: false,
     };
     s.start(&req)
         .await

@@ -76,6 +76,7 @@ pub fn request(uplink: Target, shm_mb: Option<u64>) -> StartRequest {
             path: PathBuf::from(SHM),
             size_bytes: mb << 20,
         }),
+        force: false,
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn request(ctx: &Ctx, a: &StartArgs) -> Result<StartRequest, Failure> 
         uplink,
         bridge: ctx.bridge.clone(),
         shm,
+        force: a.force,
     })
 }
 

@@ -31,6 +31,7 @@ async fn observe_start(
     let mut snap = observe_filtered(env.kernel, &filter, &[&req.uplink], shm).await?;
     if snap.net.link(&req.uplink).is_some() {
         observe_neighbours(env.kernel, &mut snap, &req.uplink).await?;
+        snap.managers = env.host.managers(std::slice::from_ref(&req.uplink)).await?;
     }
     let mut tables: Vec<u32> = snap.net.routes_via(&req.uplink).map(|r| r.table).collect();
     tables.sort_unstable();

@@ -5,7 +5,7 @@
 use super::journal::{converge_journalled, Record};
 use super::{load_started, CommandError, Env, Report, Unreached};
 use crate::converge::Goal;
-use crate::observe::observe_scope;
+use crate::observe::observe_machine;
 use crate::plan::{plan_stop, Plan};
 use crate::state::{Phase, State};
 
@@ -13,7 +13,11 @@ use crate::state::{Phase, State};
 pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandError> {
     let state = load_started(env)?;
     let goal = goal(&state, force);
-    let live = observe_scope(env.kernel, &goal.scope()).await?;
+    let machine = crate::exec::Machine {
+        kernel: env.kernel,
+        host: env.host,
+    };
+    let live = observe_machine(machine, &goal.scope()).await?;
     let plan = plan_stop(&state.pre, &state.request, &state.taps, &live, force)?;
     Ok((plan, state))
 }

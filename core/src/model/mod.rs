@@ -25,4 +25,4 @@ pub use route::{
 };
 pub use snapshot::{NetState, Snapshot};
 pub use sysctl::{Knob, SysctlKey, SysctlValue};
-pub use tmpfs::{format_size, parse_size, Tmpfs};
+pub use tmpfs::{format_duration, format_size, parse_size, Tmpfs};

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::Managers;
+
 use super::{Address, IfName, Link, Neighbour, Route, SysctlKey, SysctlValue, Tmpfs};
 
 /// Links, addresses and routes of one network namespace. The local routing table is left
@@ -64,6 +66,10 @@ pub struct Snapshot {
     pub tmpfs: Option<Tmpfs>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbours: Vec<Neighbour>,
+    /// The programs managing the devices read (a DHCP client, NetworkManager), where a
+    /// command asked the host.
+    #[serde(default, skip_serializing_if = "Managers::is_empty")]
+    pub managers: crate::host::Managers,
 }
 
 impl Snapshot {

@@ -36,9 +36,30 @@ pub fn format_size(bytes: u64) -> String {
     bytes.to_string()
 }
 
+/// A duration in seconds as people read it: `45s`, `12m30s`, `3h5m`, `2d4h`.
+pub fn format_duration(secs: u32) -> String {
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) if s == 0 => format!("{m}m"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_people_say_them() {
+        assert_eq!(format_duration(45), "45s");
+        assert_eq!(format_duration(720), "12m");
+        assert_eq!(format_duration(750), "12m30s");
+        assert_eq!(format_duration(3 * 3600 + 5 * 60 + 9), "3h5m");
+        assert_eq!(format_duration(2 * 86400 + 4 * 3600), "2d4h");
+    }
 
     #[test]
     fn sizes_round_trip() {

@@ -18,6 +18,12 @@ pub enum PlanError {
     UplinkEnslaved { name: IfName, master: IfName },
     #[error("interface {0} disappeared while it was being bridged; nothing can be moved from it any more (`ip link` shows what is left)")]
     UplinkGone(IfName),
+    #[error("interface {nic} is managed by {owner}, which env-qemu cannot hand over to the bridge: it would not renew the lease there{}; stop it or let it release {nic} first, or bridge anyway with `start --force`", .lease.as_ref().map(|l| format!(" ({l}, and the host then loses it)")).unwrap_or_default())]
+    UnmanagedOwner {
+        nic: IfName,
+        owner: String,
+        lease: Option<String>,
+    },
     #[error("interface {0} already exists; choose another bridge name with --bridge, or stop what created it")]
     BridgeNameTaken(IfName),
     #[error("bridge name {0} is the uplink's own name; choose another with --bridge")]

@@ -6,6 +6,7 @@
 
 mod drift;
 mod error;
+mod host;
 mod neigh;
 mod start;
 mod stop;
@@ -21,6 +22,8 @@ use crate::op::{LinkChange, Op};
 
 pub use drift::drift;
 pub use error::PlanError;
+pub(crate) use host::handed;
+pub use host::moved_argv;
 pub use start::{plan_bridged, plan_start};
 pub use stop::plan_stop;
 pub use tap::{plan_add, plan_del, plan_detached};
@@ -68,6 +71,11 @@ pub struct StartRequest {
     pub bridge: IfName,
     /// Grow this tmpfs to at least this size; `None` leaves shared memory alone.
     pub shm: Option<ShmRequest>,
+    /// Bridge even a NIC whose manager env-qemu cannot hand over (NetworkManager,
+    /// systemd-networkd, an unknown program): its lease is then not renewed on the
+    /// bridge.
+    #[serde(default)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,4 +204,21 @@ fn ra_metric(s: &Snapshot, dev: &IfName) -> u32 {
     s.sysctl(&crate::model::SysctlKey::new(dev, Knob::Ipv6RaDefrtrMetric))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(1024)
+}
+
+/// Two `proto dhcp` routes the same but for their metric: dhcpcd, handed over to the
+/// bridge, swaps env-qemu's copies of its routes for its own at metric 1000 + the
+/// bridge's ifindex once it has its lease there (measured), and back on the NIC at
+/// stop. Such a route is the same route to the host.
+pub fn same_lease_route(a: &Route, b: &Route) -> bool {
+    let dhcp = crate::model::RouteProtocol::Dhcp;
+    a.protocol == dhcp
+        && b.protocol == dhcp
+        && same_route(&a.clone().metric(0), &b.clone().metric(0))
+}
+
+/// Whether the DHCP client of `nic` in `pre` is one env-qemu hands over and that makes
+/// its own routes (dhcpcd): then [`same_lease_route`] is how its routes compare.
+pub fn client_makes_routes(pre: &Snapshot, nic: &IfName) -> bool {
+    handed(pre, nic).any(|c| matches!(c, crate::host::Client::Dhcpcd { .. }))
 }

@@ -57,6 +57,9 @@ pub(crate) fn check_uplink<'a>(s: &'a Snapshot, req: &StartRequest) -> Result<&'
 pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
     check_uplink(s, req)?;
     check_unique_keys(s, &req.uplink)?;
+    if !req.force {
+        check_managers(s, &req.uplink)?;
+    }
     plan_bridged(s, req, s)
 }
 
@@ -79,6 +82,9 @@ pub fn plan_bridged(
         .link(nic)
         .ok_or_else(|| PlanError::UplinkGone(nic.clone()))?;
     let mut plan = Plan::default();
+    // The NIC's DHCP client lets go of it first: left running, it would put its address
+    // back on the port at its next renewal.
+    super::host::release(pre, live, nic, nic, &mut plan);
     let bridge = live.net.link(br);
     make_bridge(&mut plan, was, br, bridge)?;
     let knob =
@@ -94,7 +100,7 @@ pub fn plan_bridged(
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
         .filter(|a| !live.net.addresses_of(br).any(|b| same_addr(a, b)))
-        .filter_map(|a| source(a, live, &mut plan))
+        .filter_map(|a| source(a, pre, live, &mut plan))
         .collect();
     // DAD off while the moved addresses arrive, so they are usable at once and keep their
     // flags (no `nodad` invented); back to the NIC's setting once they are in.
@@ -163,6 +169,7 @@ pub fn plan_bridged(
     }
     move_routes(pre, live, (nic, br), &missing, &mut plan);
     unaddress_port(live, nic, &mut plan);
+    super::host::adopt(pre, live, nic, br, &mut plan);
     grow_tmpfs(live, req, &mut plan)?;
     Ok(plan)
 }
@@ -207,9 +214,11 @@ fn make_bridge(
 /// dynamic address has aged since), or `a` itself if it is permanent. A dynamic address
 /// that is gone from the NIC has expired or was taken back by its owner: it is not
 /// resurrected.
-fn source(a: &Address, live: &Snapshot, plan: &mut Plan) -> Option<Address> {
+fn source(a: &Address, pre: &Snapshot, live: &Snapshot, plan: &mut Plan) -> Option<Address> {
     if let Some(l) = live.net.addresses_of(&a.dev).find(|l| same_addr(l, a)) {
-        return Some(l.clone());
+        let mut copy = l.clone();
+        super::host::lease_lifetimes(&mut copy, pre, &a.dev);
+        return Some(copy);
     }
     if a.valid_lft.is_some() {
         plan.notes.push(format!(
@@ -246,7 +255,10 @@ fn move_routes(
             }
             continue;
         }
-        let there = live.net.routes.iter().any(|l| super::same_route(l, &moved));
+        let client = super::client_makes_routes(pre, nic);
+        let there = live.net.routes.iter().any(|l| {
+            super::same_route(l, &moved) || (client && super::same_lease_route(l, &moved))
+        });
         if there || (r.protocol == RouteProtocol::Kernel && made_by(r, added)) {
             continue;
         }
@@ -373,4 +385,30 @@ pub(super) fn await_dad(dev: &IfName, added: &[Address]) -> Op {
             .map(|a| a.ip)
             .collect(),
     }
+}
+
+/// Refuses a NIC whose manager env-qemu cannot hand over to the bridge: the manager would
+/// not renew its lease there, and the host would lose the address when it ends.
+fn check_managers(s: &Snapshot, nic: &IfName) -> Result<(), PlanError> {
+    use crate::host::Client;
+    let Some(c) = s.managers.of(nic).find(|c| {
+        matches!(
+            c,
+            Client::NetworkManager { .. } | Client::Networkd | Client::Unknown { .. }
+        )
+    }) else {
+        return Ok(());
+    };
+    // The longest-lived dynamic IPv4 address says when the host loses IPv4 on the bridge.
+    let ends = s
+        .net
+        .addresses_of(nic)
+        .filter(|a| a.family() == Family::Inet)
+        .filter_map(|a| a.valid_lft.map(|v| (a.cidr(), v)))
+        .max_by_key(|(_, v)| *v);
+    Err(PlanError::UnmanagedOwner {
+        nic: nic.clone(),
+        owner: c.describe(),
+        lease: ends.map(|(a, v)| format!("{a} expires in {}", crate::model::format_duration(v))),
+    })
 }

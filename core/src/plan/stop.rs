@@ -108,6 +108,11 @@ pub fn plan_stop(
         )),
         None => {}
     }
+    // The NIC's client back on it, once the bridge is gone (a client started while the
+    // NIC is still a port sees its replies taken by the bridge).
+    if pre.net.link(nic).is_some() && live.net.link(nic).is_some() {
+        super::host::adopt(pre, live, nic, nic, &mut plan);
+    }
     Ok(plan)
 }
 
@@ -127,6 +132,8 @@ fn restore_nic(
     plan: &mut Plan,
 ) {
     let nic = &was.name;
+    // The bridge's DHCP client lets go of it before anything moves back.
+    super::host::release(pre, live, nic, br, plan);
     if was.up && !now.up {
         plan.push(link_set(nic, LinkChange::Up));
     }
@@ -212,8 +219,12 @@ fn restore_routes(
     readded: &[Address],
     plan: &mut Plan,
 ) {
+    let client = super::client_makes_routes(pre, nic);
     for r in links_first(pre.net.routes_via(nic)) {
-        if live.net.routes.iter().any(|l| super::same_route(l, r)) {
+        let there = |l: &Route| {
+            super::same_route(l, r) || (client && l.via(nic) && super::same_lease_route(l, r))
+        };
+        if live.net.routes.iter().any(there) {
             continue;
         }
         if super::is_ra_default(r) {

@@ -77,6 +77,7 @@ pub fn request(uplink: &str) -> StartRequest {
             path: PathBuf::from("/dev/shm"),
             size_bytes: parse_size("512M").unwrap(),
         }),
+        force: false,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn seed() -> Snapshot {
         sysctls: sysctls("eth0"),
         tmpfs: Some(shm("64M")),
         neighbours: vec![],
+        managers: Default::default(),
     }
 }
 
@@ -150,5 +152,6 @@ pub fn rich() -> Snapshot {
         sysctls: [sysctls("eth0"), sysctls("eth1")].concat(),
         tmpfs: Some(shm("1G")),
         neighbours: vec![],
+        managers: Default::default(),
     }
 }

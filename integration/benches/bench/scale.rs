@@ -248,6 +248,7 @@ fn probes(ctx: &Ctx, ns: &TestNs) -> Probes {
         uplink: IfName::new(UPLINK).expect("name"),
         bridge: IfName::new(BRIDGE).expect("name"),
         shm: None,
+        force: false,
     };
     let mut dumps = Vec::new();
     let mut both = Vec::new();
