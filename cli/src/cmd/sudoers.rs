@@ -3,8 +3,9 @@
 use crate::args::SudoersArgs;
 use crate::exit::Failure;
 
-/// One interface name, and nothing that could be read as an option.
-const TAP_RE: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$";
+/// One interface name, and nothing that could be read as an option. In sudoers syntax: a
+/// `,` inside a regular expression must be escaped.
+const NAME_RE: &str = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0\,14}";
 
 pub fn run(a: &SudoersArgs) -> Result<(), Failure> {
     if a.group.is_empty()
@@ -27,13 +28,15 @@ pub fn run(a: &SudoersArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A regular expression (sudo >= 1.9.10) covers the whole argument string, from `^` to
+/// `$`: `add ^RE$` would be a wildcard pattern, matching nothing.
 fn rule(group: &str, exe: &str) -> String {
     format!(
         "# /etc/sudoers.d/env-qemu: members of {group} may attach and detach VM taps, nothing else.\n\
          # Install with: env-qemu sudoers --group {group} | sudo tee /etc/sudoers.d/env-qemu && sudo visudo -c\n\
          # Needs sudo >= 1.9.10 (regular expressions in arguments). start/stop stay root-only:\n\
          # they move the host's addresses.\n\
-         %{group} ALL=(root) NOPASSWD: {exe} add {TAP_RE}, {exe} del {TAP_RE}\n"
+         %{group} ALL=(root) NOPASSWD: {exe} ^add {NAME_RE}$, {exe} ^del {NAME_RE}$\n"
     )
 }
 
@@ -45,7 +48,7 @@ mod tests {
         let line = r.lines().find(|l| l.starts_with('%')).unwrap();
         assert_eq!(
             line,
-            "%qemu ALL=(root) NOPASSWD: /usr/bin/env-qemu add ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$, /usr/bin/env-qemu del ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$"
+            r"%qemu ALL=(root) NOPASSWD: /usr/bin/env-qemu ^add [A-Za-z0-9_][A-Za-z0-9_.-]{0\,14}$, /usr/bin/env-qemu ^del [A-Za-z0-9_][A-Za-z0-9_.-]{0\,14}$"
         );
         assert!(!line.contains("start") && !line.contains("stop") && !line.contains('*'));
     }
