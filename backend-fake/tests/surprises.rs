@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::script::{cmd, Cmd, Expect, Model};
+use common::script::{cmd, Cmd, Expect, Model, Target};
 use common::world::{build, n, world_spec, WorldSpec};
 use common::*;
 use env_qemu_backend_fake::surprise::{Surprise, Surprising};
@@ -79,8 +79,32 @@ type Step = (Cmd, Option<(usize, Pick)>);
 fn sequence() -> impl Strategy<Value = (WorldSpec, Vec<Step>)> {
     (
         world_spec(),
-        proptest::collection::vec((cmd(), pick()), 1..10),
+        proptest::collection::vec((cmd().prop_map(on_eth0), pick()), 1..10),
     )
+}
+
+/// Surprises hit any object of the initial world; one on a NIC the command does not
+/// bridge is no command's to repair, and a later `start` on that NIC finds it. The
+/// default uplink is often another NIC than eth0: here it is eth0, as before the choice
+/// existed (`restore.rs` covers the choice).
+fn on_eth0(c: Cmd) -> Cmd {
+    match c {
+        Cmd::Start {
+            uplink: Target::Default,
+            shm_mb,
+        } => Cmd::Start {
+            uplink: Target::Nic(0),
+            shm_mb,
+        },
+        Cmd::Join {
+            holder,
+            uplink: Target::Default,
+        } => Cmd::Join {
+            holder,
+            uplink: Target::Nic(0),
+        },
+        c => c,
+    }
 }
 
 /// What a fresh dump says still differs from `p`'s goal.
@@ -156,7 +180,8 @@ async fn check(sim: &SimKernel, kernel: &Surprising, store: &MemoryStore, c: Cmd
     };
     let played = kernel.played();
     match &got {
-        Ok(report) => {
+        Ok(None) => {}
+        Ok(Some(report)) => {
             let t = truth(sim, &report.progress).await;
             assert!(
                 t.is_empty(),
@@ -275,7 +300,7 @@ proptest! {
             let initial = sim.net();
             let kernel = Surprising::new(sim.clone());
             let store = MemoryStore::new();
-            let mut model = Model::default();
+            let mut model = Model::new(&initial);
             for (c, surprise) in &cmds {
                 let expect = model.expect(&w, *c);
                 let s = surprise.and_then(|(after, p)| resolve(&initial, p).map(|s| (after, s)));
