@@ -42,9 +42,9 @@ async fn enter(
 ) -> Result<(), Failure> {
     let _lock = store.lock()?;
     if store.load()?.is_none() {
-        let req = start::request(ctx, &a.start).await?;
         let mut observer = out.observer();
         let mut env = ctx.env(store, &mut observer);
+        let req = start::request(ctx, &env, &a.start).await?;
         commands::start(&mut env, &req).await?;
         out.say(format!("env-qemu: {} is up on {}", req.bridge, req.uplink));
         let mut st = store.load()?.ok_or(commands::CommandError::NotStarted)?;
