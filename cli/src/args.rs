@@ -5,13 +5,19 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--state-dir`'s default.
+pub const DEFAULT_STATE_DIR: &str = "/run/env-qemu";
+/// `--config`'s default.
+pub const DEFAULT_CONFIG: &str = "/etc/env-qemu.toml";
+
 const AFTER_HELP: &str = "\
 The seed workflow:
   sudo env-qemu start              # bridge the interface that carries the default route
   qemu-system-x86_64 ... -netdev tap,id=n0,script=/etc/qemu-ifup,downscript=/etc/qemu-ifdown
   sudo env-qemu stop               # the network exactly as it was before start
 
-  env-qemu run -- qemu-system-x86_64 ...   # start, run QEMU, stop when it exits
+  sudo env-qemu run -- qemu-system-x86_64 ... -netdev tap,id=n0,fd={tapfd}
+                                   # start, make a tap, run QEMU as you, stop when it exits
 
 Exit codes: 0 ok (the result verified by a dump), 1 kernel error (went back: a dump shows
 nothing changed), 2 usage (malformed name or size), 3 not found, 4 conflict or refused
@@ -41,7 +47,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "DIR",
-        default_value = "/run/env-qemu"
+        default_value = DEFAULT_STATE_DIR
     )]
     pub state_dir: PathBuf,
     /// Defaults for bridge, uplink and shm size (a missing file is fine)
@@ -49,7 +55,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "FILE",
-        default_value = "/etc/env-qemu.toml"
+        default_value = DEFAULT_CONFIG
     )]
     pub config: PathBuf,
     /// Name of the bridge [default: lepont, or `bridge` in the config file]
@@ -78,7 +84,7 @@ pub enum Command {
     Stop(StopArgs),
     /// Show the bridge, its uplink, attached taps, the saved state and any drift
     Status,
-    /// Start if needed, run COMMAND (QEMU), stop when it exits unless other VMs still use the bridge
+    /// Start if needed, make a tap, run COMMAND (QEMU) as the calling user, stop when it exits unless other VMs still use the bridge
     Run(RunArgs),
     /// Persistent taps owned by a user, so QEMU runs unprivileged with `script=no`
     #[command(subcommand)]
@@ -125,13 +131,39 @@ pub struct StopArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = RUN_HELP)]
 pub struct RunArgs {
     #[command(flatten)]
     pub start: StartArgs,
+    /// Run COMMAND as this user (name or uid), with their groups [default: the user who ran sudo]
+    #[arg(long, value_name = "USER", conflicts_with = "as_root")]
+    pub user: Option<String>,
+    /// Run COMMAND as root (only on purpose: QEMU parses what the guest sends)
+    #[arg(long)]
+    pub as_root: bool,
+    /// Make no tap (for QEMU's own script=/etc/qemu-ifup, or user networking)
+    #[arg(long)]
+    pub no_tap: bool,
+    /// Pass the tap open as fd 3 (ENV_QEMU_TAP_FD) [default: when COMMAND contains {tapfd}]
+    #[arg(long, conflicts_with = "no_tap")]
+    pub tap_fd: bool,
     /// The command to run, usually qemu-system-x86_64 with a tap netdev
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
+
+const RUN_HELP: &str = "\
+COMMAND runs as the user who ran sudo (SUDO_UID), or --user, with that user's groups (so
+/dev/kvm through group kvm works), no new privileges, its own process group and a clean
+environment (like sudo's env_reset: display, audio and locale variables kept). env-qemu
+keeps root only for the bridge and the tap. With --netns NAME, COMMAND runs in that
+namespace (like `ip netns exec NAME`), where its tap is.
+
+The tap: a persistent tap made for that user and attached to the bridge, deleted at exit.
+COMMAND gets its name in ENV_QEMU_TAP and in place of {tap}, and with {tapfd} (or
+--tap-fd) a descriptor of it opened by env-qemu, so QEMU needs no access to /dev/net/tun:
+  sudo env-qemu run -- qemu-system-x86_64 -enable-kvm -m 2G disk.qcow2 \\
+      -netdev tap,id=n0,fd={tapfd} -device virtio-net,netdev=n0";
 
 #[derive(Debug, Subcommand)]
 pub enum TapCommand {

@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Del(a) => add::run(&ctx, out, &a.tap, false).await,
         Command::Stop(a) => stop::run(&ctx, out, a).await,
         Command::Status => status::run(&ctx, out).await,
-        Command::Run(a) => return run::run(&ctx, out, a).await,
+        Command::Run(a) => return run::run(&ctx, out, a, g.netns.as_deref()).await,
         Command::Tap(c) => tap::run(&ctx, out, c).await,
         Command::Doctor(a) => doctor::run(&ctx, out, a).await,
         Command::Sudoers(_) | Command::Generate(_) | Command::Demo => unreachable!("handled above"),
