@@ -18,6 +18,7 @@ The seed workflow:
 
   sudo env-qemu run -- qemu-system-x86_64 ... -netdev tap,id=n0,fd={tapfd}
                                    # start, make a tap, run QEMU as you, stop when it exits
+  env-qemu launcher NAME -- qemu-system-x86_64 ...   # the same from the desktop's menu
 
 Exit codes: 0 ok (the result verified by a dump), 1 kernel error (went back: a dump shows
 nothing changed), 2 usage (malformed name or size), 3 not found, 4 conflict or refused
@@ -86,12 +87,14 @@ pub enum Command {
     Status,
     /// Start if needed, make a tap, run COMMAND (QEMU) as the calling user, stop when it exits unless other VMs still use the bridge
     Run(RunArgs),
+    /// Write a desktop launcher (menu entry) that starts COMMAND through `sudo -n env-qemu run`
+    Launcher(LauncherArgs),
     /// Persistent taps owned by a user, so QEMU runs unprivileged with `script=no`
     #[command(subcommand)]
     Tap(TapCommand),
     /// Check this host: /dev/net/tun, bridge support, privileges, the uplink, network managers, firewall
     Doctor(DoctorArgs),
-    /// Print a sudoers rule letting a group attach and detach taps, and nothing else
+    /// Print a sudoers rule letting a group attach and detach taps (and, with --allow-run, use `run`), and nothing else
     Sudoers(SudoersArgs),
     /// Build a throwaway lab in network namespaces and walk through start, add, stop (safe anywhere)
     Demo,
@@ -165,6 +168,31 @@ COMMAND gets its name in ENV_QEMU_TAP and in place of {tap}, and with {tapfd} (o
   sudo env-qemu run -- qemu-system-x86_64 -enable-kvm -m 2G disk.qcow2 \\
       -netdev tap,id=n0,fd={tapfd} -device virtio-net,netdev=n0";
 
+#[derive(Debug, Args)]
+pub struct LauncherArgs {
+    /// The launcher's name: the menu shows it, the file is env-qemu-NAME.desktop
+    pub name: String,
+    /// Remove the launcher NAME instead of writing it
+    #[arg(long, conflicts_with_all = ["terminal", "icon"])]
+    pub remove: bool,
+    /// For every user: /usr/local/share/applications (needs root) [default: the calling user's ~/.local/share/applications]
+    #[arg(long)]
+    pub system: bool,
+    /// Open a terminal for COMMAND [default: only when COMMAND uses one: -nographic, -curses, -display curses, a stdio serial or monitor]
+    #[arg(long)]
+    pub terminal: bool,
+    /// Icon name or path [default: qemu if its icon is installed, else computer]
+    #[arg(long)]
+    pub icon: Option<String>,
+    /// The command the launcher runs through `sudo -n env-qemu run --`
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        required_unless_present = "remove"
+    )]
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TapCommand {
     /// Create a persistent tap owned by USER/GROUP and attach it to the bridge
@@ -193,6 +221,9 @@ pub struct SudoersArgs {
     /// The group allowed to attach/detach taps
     #[arg(long, default_value = "qemu")]
     pub group: String,
+    /// Also allow `env-qemu run -- COMMAND` (uplink and bridge from the config file, COMMAND as the caller)
+    #[arg(long)]
+    pub allow_run: bool,
 }
 
 #[derive(Debug, Args)]
