@@ -36,7 +36,7 @@ fn noop() -> impl FnMut(Event<'_>) + Send {
 /// Runs `cmds` checking each outcome against the model (property 4 along the way: refused
 /// commands change neither the kernel nor the store), then a final `stop --force`.
 async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: &[Cmd]) -> Model {
-    let mut model = Model::default();
+    let mut model = Model::new(&sim.net());
     for &c in cmds {
         let expect = model.expect(w, c);
         let before = full_state(sim).await;

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::script::{cmd, Cmd, Expect, Model};
+use common::script::{cmd, Cmd, Expect, Model, Target};
 use common::world::{build, n, world_spec, WorldSpec};
 use common::*;
 use env_qemu_backend_fake::surprise::{Surprise, Surprising};
@@ -80,8 +80,32 @@ type Step = (Cmd, Option<(usize, Pick)>);
 fn sequence() -> impl Strategy<Value = (WorldSpec, Vec<Step>)> {
     (
         world_spec(),
-        proptest::collection::vec((cmd(), pick()), 1..10),
+        proptest::collection::vec((cmd().prop_map(on_eth0), pick()), 1..10),
     )
+}
+
+/// Surprises hit any object of the initial world; one on a NIC the command does not
+/// bridge is no command's to repair, and a later `start` on that NIC finds it. The
+/// default uplink is often another NIC than eth0: here it is eth0, as before the choice
+/// existed (`restore.rs` covers the choice).
+fn on_eth0(c: Cmd) -> Cmd {
+    match c {
+        Cmd::Start {
+            uplink: Target::Default,
+            shm_mb,
+        } => Cmd::Start {
+            uplink: Target::Nic(0),
+            shm_mb,
+        },
+        Cmd::Join {
+            holder,
+            uplink: Target::Default,
+        } => Cmd::Join {
+            holder,
+            uplink: Target::Nic(0),
+        },
+        c => c,
+    }
 }
 
 /// What a fresh dump says still differs from `p`'s goal.
@@ -157,7 +181,8 @@ async fn check(sim: &SimKernel, kernel: &Surprising, store: &MemoryStore, c: Cmd
     };
     let played = kernel.played();
     match &got {
-        Ok(report) => {
+        Ok(None) => {}
+        Ok(Some(report)) => {
             let t = truth(sim, &report.progress).await;
             assert!(
                 t.is_empty(),
@@ -285,7 +310,7 @@ proptest! {
             let mut cmds = vec![Cmd::Start { uplink: common::script::Target::Nic(0), shm_mb: None }];
             cmds.extend(taps.iter().map(|t| Cmd::Add(common::script::Target::Tap(*t))));
             cmds.push(Cmd::Stop { force: true });
-            let mut model = Model::default();
+            let mut model = Model::new(&initial);
             for c in &cmds {
                 let expect = model.expect(&w, *c);
                 let here = matches!(c, Cmd::Stop { .. }) == in_stop && !matches!(c, Cmd::Add(_));

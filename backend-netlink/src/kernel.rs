@@ -59,6 +59,16 @@ impl NetlinkKernel {
             .map_err(|f| f.into_kernel_error(format!("the identity of {}", self.namespace)))
     }
 
+    /// Opens the existing tap `name` of this namespace for a process to inherit (QEMU's
+    /// `-netdev tap,fd=N`); close-on-exec until the caller passes it on.
+    pub async fn open_tap(&self, name: &IfName) -> Result<OwnedFd, KernelError> {
+        let n = name.clone();
+        let opened = self.worker.run(move |_| tap::open(&n)).await;
+        opened
+            .and_then(|r| r)
+            .map_err(|f| f.into_kernel_error(format!("interface {name}")))
+    }
+
     /// Which namespace this kernel acts on, as error messages name it.
     pub fn namespace(&self) -> &str {
         &self.namespace

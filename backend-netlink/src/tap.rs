@@ -4,7 +4,8 @@
 //! opens /dev/net/tun, so this runs on the namespace worker.
 
 use std::fs::OpenOptions;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use env_qemu_core::model::IfName;
 
@@ -63,6 +64,32 @@ pub(crate) fn create(name: &IfName, owner: Option<u32>, group: Option<u32>) -> R
     }
     set(fd, libc::TUNSETPERSIST, 1, "TUNSETPERSIST")
     // `tun` closes here; the persistent tap stays.
+}
+
+/// Opens the existing tap `name` as QEMU would (`-netdev tap,ifname=NAME`: IFF_TAP,
+/// IFF_NO_PI, IFF_VNET_HDR), for a process to inherit (`-netdev tap,fd=N`): the opener
+/// then needs no access to /dev/net/tun at all. Root may open any tap; the kernel refuses
+/// a device that is not a tap (EINVAL) or a tap already opened (EBUSY). Close-on-exec:
+/// the caller decides what inherits it.
+pub(crate) fn open(name: &IfName) -> Result<OwnedFd, Failure> {
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(|e| Failure::from(e).context("open /dev/net/tun"))?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
+        _union_rest: [0; 22],
+    };
+    req.name[..name.as_str().len()].copy_from_slice(name.as_str().as_bytes());
+    // SAFETY: TUNSETIFF reads a `struct ifreq`; `req` has its layout and outlives the call.
+    let r = unsafe { libc::ioctl(tun.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReq) };
+    if r < 0 {
+        return Err(Failure::from(std::io::Error::last_os_error()).context("TUNSETIFF"));
+    }
+    Ok(OwnedFd::from(tun))
 }
 
 fn set(fd: RawFd, request: libc::Ioctl, value: libc::c_ulong, what: &str) -> Result<(), Failure> {

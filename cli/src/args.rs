@@ -5,13 +5,20 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--state-dir`'s default.
+pub const DEFAULT_STATE_DIR: &str = "/run/env-qemu";
+/// `--config`'s default.
+pub const DEFAULT_CONFIG: &str = "/etc/env-qemu.toml";
+
 const AFTER_HELP: &str = "\
 The seed workflow:
   sudo env-qemu start              # bridge the interface that carries the default route
   qemu-system-x86_64 ... -netdev tap,id=n0,script=/etc/qemu-ifup,downscript=/etc/qemu-ifdown
   sudo env-qemu stop               # the network exactly as it was before start
 
-  env-qemu run -- qemu-system-x86_64 ...   # start, run QEMU, stop when it exits
+  sudo env-qemu run -- qemu-system-x86_64 ... -netdev tap,id=n0,fd={tapfd}
+                                   # start, make a tap, run QEMU as you, stop when it exits
+  env-qemu launcher NAME -- qemu-system-x86_64 ...   # the same from the desktop's menu
 
 Exit codes: 0 ok (the result verified by a dump), 1 kernel error (went back: a dump shows
 nothing changed), 2 usage (malformed name or size), 3 not found, 4 conflict or refused
@@ -41,7 +48,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "DIR",
-        default_value = "/run/env-qemu"
+        default_value = DEFAULT_STATE_DIR
     )]
     pub state_dir: PathBuf,
     /// Defaults for bridge, uplink and shm size (a missing file is fine)
@@ -49,7 +56,7 @@ pub struct Global {
         long,
         global = true,
         value_name = "FILE",
-        default_value = "/etc/env-qemu.toml"
+        default_value = DEFAULT_CONFIG
     )]
     pub config: PathBuf,
     /// Name of the bridge [default: lepont, or `bridge` in the config file]
@@ -79,14 +86,16 @@ pub enum Command {
     /// Show the bridge, its uplink, attached taps, the saved state, any drift, and state files
     /// left by network namespaces that no longer exist
     Status,
-    /// Start if needed, run COMMAND (QEMU), stop when it exits unless other VMs still use the bridge
+    /// Start if needed, make a tap, run COMMAND (QEMU) as the calling user, stop when it exits unless other VMs still use the bridge
     Run(RunArgs),
+    /// Write a desktop launcher (menu entry) that starts COMMAND through `sudo -n env-qemu run`
+    Launcher(LauncherArgs),
     /// Persistent taps owned by a user, so QEMU runs unprivileged with `script=no`
     #[command(subcommand)]
     Tap(TapCommand),
     /// Check this host: /dev/net/tun, bridge support, privileges, the uplink, network managers, firewall
     Doctor(DoctorArgs),
-    /// Print a sudoers rule letting a group attach and detach taps, and nothing else
+    /// Print a sudoers rule letting a group attach and detach taps (and, with --allow-run, use `run`), and nothing else
     Sudoers(SudoersArgs),
     /// Build a throwaway lab in network namespaces and walk through start, add, stop (safe anywhere)
     Demo,
@@ -137,11 +146,62 @@ pub struct StopArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = RUN_HELP)]
 pub struct RunArgs {
     #[command(flatten)]
     pub start: StartArgs,
+    /// Run COMMAND as this user (name or uid), with their groups [default: the user who ran sudo]
+    #[arg(long, value_name = "USER", conflicts_with = "as_root")]
+    pub user: Option<String>,
+    /// Run COMMAND as root (only on purpose: QEMU parses what the guest sends)
+    #[arg(long)]
+    pub as_root: bool,
+    /// Make no tap (for QEMU's own script=/etc/qemu-ifup, or user networking)
+    #[arg(long)]
+    pub no_tap: bool,
+    /// Pass the tap open as fd 3 (ENV_QEMU_TAP_FD) [default: when COMMAND contains {tapfd}]
+    #[arg(long, conflicts_with = "no_tap")]
+    pub tap_fd: bool,
     /// The command to run, usually qemu-system-x86_64 with a tap netdev
     #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+const RUN_HELP: &str = "\
+COMMAND runs as the user who ran sudo (SUDO_UID), or --user, with that user's groups (so
+/dev/kvm through group kvm works), no new privileges, its own process group and a clean
+environment (like sudo's env_reset: display, audio and locale variables kept). env-qemu
+keeps root only for the bridge and the tap. With --netns NAME, COMMAND runs in that
+namespace (like `ip netns exec NAME`), where its tap is.
+
+The tap: a persistent tap made for that user and attached to the bridge, deleted at exit.
+COMMAND gets its name in ENV_QEMU_TAP and in place of {tap}, and with {tapfd} (or
+--tap-fd) a descriptor of it opened by env-qemu, so QEMU needs no access to /dev/net/tun:
+  sudo env-qemu run -- qemu-system-x86_64 -enable-kvm -m 2G disk.qcow2 \\
+      -netdev tap,id=n0,fd={tapfd} -device virtio-net,netdev=n0";
+
+#[derive(Debug, Args)]
+pub struct LauncherArgs {
+    /// The launcher's name: the menu shows it, the file is env-qemu-NAME.desktop
+    pub name: String,
+    /// Remove the launcher NAME instead of writing it
+    #[arg(long, conflicts_with_all = ["terminal", "icon"])]
+    pub remove: bool,
+    /// For every user: /usr/local/share/applications (needs root) [default: the calling user's ~/.local/share/applications]
+    #[arg(long)]
+    pub system: bool,
+    /// Open a terminal for COMMAND [default: only when COMMAND uses one: -nographic, -curses, -display curses, a stdio serial or monitor]
+    #[arg(long)]
+    pub terminal: bool,
+    /// Icon name or path [default: qemu if its icon is installed, else computer]
+    #[arg(long)]
+    pub icon: Option<String>,
+    /// The command the launcher runs through `sudo -n env-qemu run --`
+    #[arg(
+        last = true,
+        value_name = "COMMAND",
+        required_unless_present = "remove"
+    )]
     pub command: Vec<String>,
 }
 
@@ -173,6 +233,9 @@ pub struct SudoersArgs {
     /// The group allowed to attach/detach taps
     #[arg(long, default_value = "qemu")]
     pub group: String,
+    /// Also allow `env-qemu run -- COMMAND` (uplink and bridge from the config file, COMMAND as the caller)
+    #[arg(long)]
+    pub allow_run: bool,
 }
 
 #[derive(Debug, Args)]

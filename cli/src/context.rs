@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use env_qemu_backend_netlink::NetlinkKernel;
 use env_qemu_core::commands::Env;
 use env_qemu_core::exec::Event;
-use env_qemu_core::model::{parse_size, Family, IfName, NetState, Prefix, TABLE_MAIN};
+use env_qemu_core::model::{parse_size, IfName};
 use env_qemu_core::state::NetnsId;
 use env_qemu_core::store::FileStore;
 use serde::Deserialize;
@@ -130,42 +130,4 @@ impl Ctx {
             observer,
         }
     }
-}
-
-/// The interface carrying the default route (IPv4 first, lowest metric, main table).
-/// Several at the same metric, or none, is a refusal: guessing would bridge the wrong NIC.
-pub fn default_uplink(net: &NetState) -> Result<IfName, Failure> {
-    for fam in [Family::Inet, Family::Inet6] {
-        let mut defaults: Vec<_> = net
-            .routes
-            .iter()
-            .filter(|r| {
-                r.table == TABLE_MAIN && r.dst == Prefix::default_for(fam) && r.dev.is_some()
-            })
-            .collect();
-        defaults.sort_by_key(|r| r.metric);
-        let Some(best) = defaults.first() else {
-            continue;
-        };
-        let tied: Vec<&IfName> = defaults
-            .iter()
-            .filter(|r| r.metric == best.metric)
-            .filter_map(|r| r.dev.as_ref())
-            .collect();
-        if tied.iter().any(|d| Some(*d) != best.dev.as_ref()) {
-            let names: Vec<&str> = tied.iter().map(|d| d.as_str()).collect();
-            return Err(Failure::new(
-                Code::Conflict,
-                format!(
-                    "default routes through {} have the same metric: name the interface to bridge (`env-qemu start IFACE`)",
-                    names.join(" and ")
-                ),
-            ));
-        }
-        return Ok(best.dev.clone().expect("filtered on dev"));
-    }
-    Err(Failure::new(
-        Code::NotFound,
-        "no default route here: name the interface to bridge (`env-qemu start IFACE`)",
-    ))
 }

@@ -4,7 +4,6 @@
 use std::fmt;
 
 use env_qemu_core::commands::CommandError;
-use env_qemu_core::plan::PlanError;
 use env_qemu_core::store::StoreError;
 use env_qemu_core::{ErrorKind, KernelError};
 
@@ -85,9 +84,7 @@ impl From<CommandError> for Failure {
             CommandError::AlreadyStarted { .. }
             | CommandError::Interrupted { .. }
             | CommandError::WrongNamespace { .. } => Code::Conflict,
-            CommandError::Plan(PlanError::NoSuchInterface(_) | PlanError::ShmNotMounted(_)) => {
-                Code::NotFound
-            }
+            CommandError::Plan(p) if p.is_not_found() => Code::NotFound,
             CommandError::Plan(_) => Code::Conflict,
             CommandError::Observe(k) => kernel_code(k),
             CommandError::Unreached(u) if u.nothing_changed() => {

@@ -11,7 +11,8 @@
 //! Guests: the e1000's iPXE boot ROM (`-boot n`, DHCPs by itself) through QEMU's
 //! `script=`/`downscript=` and through a tap from `env-qemu tap create`; and a Linux
 //! guest (Debian's kernel, an initramfs of busybox) that takes a lease with udhcpc and
-//! pings the router.
+//! pings the router, started by QEMU's scripts, and by `env-qemu run` as an unprivileged
+//! user on the tap `run` made for it (`-netdev tap,fd={tapfd}`).
 //!
 //! Needs root, qemu-system-x86_64, ipxe-qemu, dnsmasq and, for the Linux guest, the kernel
 //! package unpacked by `ci/install-deps`; otherwise `SKIPPED` (a failure under
@@ -25,9 +26,10 @@ use std::time::{Duration, Instant};
 use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, same_state};
 use env_qemu_integration::dnsmasq::{Dnsmasq, Lease};
+use env_qemu_integration::guard::ChildGuard;
 use env_qemu_integration::guard::{wait_until, ScratchDir, Stopwatch};
 use env_qemu_integration::guest::{self, FAIL_MARK, LEASE_MARK, PING_OK_MARK};
-use env_qemu_integration::qemu::{netdev_existing_tap, Boot, IfScripts, Qemu};
+use env_qemu_integration::qemu::{command_line, netdev_existing_tap, Boot, IfScripts, Qemu};
 use env_qemu_integration::session::settled_state as settled;
 use env_qemu_integration::topology::{LAN_ROUTER_V4, UPLINK};
 use env_qemu_integration::{
@@ -59,7 +61,16 @@ struct Lab {
 }
 
 impl Lab {
+    /// The lab, bridged by `env-qemu start`.
     fn new(test: &str) -> Lab {
+        let mut lab = Lab::unbridged(test);
+        lab.ok(&["start", UPLINK, "--shm-size", "off"]);
+        lab.clock.step("env-qemu start");
+        lab
+    }
+
+    /// The namespaces and dnsmasq, nothing started.
+    fn unbridged(test: &str) -> Lab {
         let mut clock = Stopwatch::new(test);
         let dir = ScratchDir::new();
         std::fs::create_dir_all(dir.join("state")).expect("state dir");
@@ -71,16 +82,13 @@ impl Lab {
         clock.step("namespaces");
         let dnsmasq = Dnsmasq::start(&topo.lan, LAN_IFACE, DHCP_FIRST, DHCP_LAST, dir.path());
         clock.step("dnsmasq up");
-        let mut lab = Lab {
+        Lab {
             dnsmasq,
             topo,
             before,
             dir,
             clock,
-        };
-        lab.ok(&["start", UPLINK, "--shm-size", "off"]);
-        lab.clock.step("env-qemu start");
-        lab
+        }
     }
 
     fn host(&self) -> &TestNs {
@@ -235,6 +243,11 @@ impl Lab {
     fn stop_and_check_restored(&mut self) {
         self.ok(&["stop"]);
         self.clock.step("env-qemu stop");
+        self.check_restored();
+    }
+
+    /// The bridge is gone and the host reads back exactly as before start.
+    fn check_restored(&mut self) {
         assert!(
             !self.link_exists(BRIDGE),
             "{BRIDGE} still exists after stop"
@@ -412,5 +425,96 @@ fn linux_guest_leases_from_the_lan_and_pings_the_router() {
     lab.assert_scripts_ran(&scripts, TAP);
     lab.stop_and_check_restored();
     eprintln!("lease {guest_ip} for {MAC}\n--- serial console\n{serial}");
+    lab.clock.summary();
+}
+
+/// The desktop way: `sudo env-qemu run -- qemu-system-x86_64 … -netdev tap,id=n0,fd={tapfd}`
+/// (sudo simulated: root with SUDO_UID/SUDO_GID of `nobody`). `run` starts the bridge,
+/// makes a tap for the user and opens it; QEMU runs as `nobody` with that descriptor (no
+/// access to /dev/net/tun of its own), and the guest leases from the LAN. When QEMU
+/// exits, `run` deletes the tap and stops: the host reads back exactly as before.
+#[test]
+fn linux_guest_started_by_run_as_a_user_leases_through_its_fd_tap() {
+    let kit = require_linux_guest!();
+    const MAC: &str = "52:54:00:e2:e0:04";
+    let mut lab = Lab::unbridged("linux_guest_started_by_run_as_a_user_leases_through_its_fd_tap");
+    let user = nix::unistd::User::from_name("nobody")
+        .expect("read passwd")
+        .expect("the nobody account");
+    // Everything QEMU opens as the user: readable (the kernel copied out of the build
+    // tree, which may be under /root), and a directory it may write its console to.
+    let dir = lab.vm_dir("vm-run");
+    let kernel = dir.join("vmlinuz");
+    std::fs::copy(&kit.vmlinuz, &kernel).expect("copy the guest kernel");
+    let initrd = kit.build_initramfs(&dir, LAN_ROUTER_V4);
+    for f in [&kernel, &initrd] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    nix::unistd::chown(&dir, Some(user.uid), Some(user.gid)).expect("chown the vm dir");
+    lab.clock.step("guest kernel and initramfs ready");
+    let boot = Boot::Linux {
+        kernel,
+        initrd,
+        append: guest::APPEND.to_string(),
+    };
+    let serial = dir.join("serial.log");
+    let qemu = command_line("tap,id=n0,fd={tapfd}", MAC, &boot, &serial);
+    let output = dir.join("run.out");
+    let out = std::fs::File::create(&output).expect("create run.out");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(lab.options())
+        .args(["run", "--shm-size", "off", "--"])
+        .args(&qemu)
+        .env("SUDO_UID", user.uid.to_string())
+        .env("SUDO_GID", user.gid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out);
+    let mut run = ChildGuard::spawn("env-qemu run", &mut cmd);
+    let log = || std::fs::read_to_string(&output).unwrap_or_default();
+    let console = || std::fs::read_to_string(&serial).unwrap_or_default();
+    let status = wait_until(LINUX_TIMEOUT, || run.try_wait());
+    let Some(status) = status else {
+        panic!(
+            "the guest did not power off within {LINUX_TIMEOUT:?}\n--- run\n{}\n--- serial\n{}",
+            log(),
+            console()
+        );
+    };
+    lab.clock.step("guest powered off, QEMU and run exited");
+    let (log, serial_text) = (log(), console());
+    assert!(
+        status.success(),
+        "run exited {status}:\n{log}\n{serial_text}"
+    );
+    assert!(log.contains("eqtap0 made for nobody"), "{log}");
+    // QEMU wrote its console as the user.
+    let owner =
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&serial).expect("serial log"));
+    assert_eq!(owner, user.uid.as_raw(), "QEMU ran as nobody");
+    assert!(
+        !serial_text.contains(FAIL_MARK),
+        "the guest failed:\n{serial_text}"
+    );
+    assert!(
+        serial_text.contains(PING_OK_MARK),
+        "no {PING_OK_MARK}:\n{serial_text}"
+    );
+    let guest_ip = serial_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(LEASE_MARK))
+        .map(|ip| ip.trim().to_string())
+        .unwrap_or_else(|| panic!("no {LEASE_MARK} on the console:\n{serial_text}"));
+    let lease = lab
+        .dnsmasq
+        .lease_of(MAC)
+        .unwrap_or_else(|| panic!("dnsmasq has no lease for {MAC}:\n{}", lab.dnsmasq.log()));
+    assert_eq!(lease.ip, guest_ip);
+    lab.assert_acked_on_lan(&lease);
+    assert!(!lab.link_exists("eqtap0"), "run left its tap");
+    assert!(log.contains("lepont removed, network restored"), "{log}");
+    lab.check_restored();
+    eprintln!("lease {guest_ip} for {MAC}\n--- run\n{log}");
     lab.clock.summary();
 }

@@ -1,13 +1,14 @@
 //! `env-qemu run -- COMMAND`: the seed's `emule_pc`. Start if needed, run the command, stop
 //! when it exits unless another run (or a VM tap) still uses the bridge; the command's exit
-//! status comes through.
+//! status comes through. COMMAND runs as the user who ran sudo (here `nobody`, sudo
+//! simulated by SUDO_UID/SUDO_GID), inside the test namespace (`--netns`).
 
 mod common;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_restored, settled, EnvQemu, TempDir};
+use common::{assert_restored, nobody, settled, EnvQemu, TempDir};
 use env_qemu_core::model::NetState;
 use env_qemu_integration::require_netns;
 use env_qemu_integration::topology::{HostConfig, Topology, TopologySpec};
@@ -29,12 +30,13 @@ fn bridge_exists(topo: &Topology) -> bool {
 fn run_passes_the_exit_status_through_and_stops_after() {
     require_netns!();
     let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
-    // The stand-in for QEMU sees the bridge, then fails with its own status.
-    let probe = format!(
-        "ip -n {} link show lepont >/dev/null && exit 7",
-        topo.host.name()
+    // The stand-in for QEMU sees the bridge (it runs in the namespace), then fails with
+    // its own status.
+    let probe = "ip link show lepont >/dev/null && exit 7";
+    let out = eq.sudo_run(
+        &nobody(),
+        &["run", "--shm-size", "off", "--", "sh", "-c", probe],
     );
-    let out = eq.run(&["run", "--shm-size", "off", "--", "sh", "-c", &probe]);
     assert_eq!(out.code, Some(7), "{}", out.stderr);
     assert!(!bridge_exists(&topo), "the bridge outlived the only run");
     assert!(eq.state_files().is_empty());
@@ -46,7 +48,7 @@ fn a_bridge_started_by_hand_outlives_run() {
     require_netns!();
     let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
     eq.ok(&["start", "--shm-size", "off"]);
-    let out = eq.run(&["run", "--", "true"]);
+    let out = eq.sudo_run(&nobody(), &["run", "--", "true"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         bridge_exists(&topo),
@@ -67,7 +69,10 @@ fn the_last_run_out_stops_the_bridge() {
         gate.display()
     );
     let mut first = eq
-        .command(&["run", "--shm-size", "off", "--", "sh", "-c", &wait])
+        .sudo_command(
+            &nobody(),
+            &["run", "--shm-size", "off", "--", "sh", "-c", &wait],
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("env-qemu runs");
@@ -80,7 +85,7 @@ fn the_last_run_out_stops_the_bridge() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Second run joins the bridge and leaves while the first still holds it.
-    let out = eq.run(&["run", "--", "true"]);
+    let out = eq.sudo_run(&nobody(), &["run", "--", "true"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         bridge_exists(&topo),
@@ -101,7 +106,10 @@ fn sigterm_reaches_the_command_and_the_bridge_still_stops() {
     require_netns!();
     let (topo, before, _dir, eq) = lab(HostConfig::dhcp_like());
     let mut run = eq
-        .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
+        .sudo_command(
+            &nobody(),
+            &["run", "--shm-size", "off", "--", "sleep", "30"],
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("env-qemu runs");
@@ -127,7 +135,10 @@ fn sigterm_during_start_is_held_for_the_command() {
     // Enough routes that start's plan is still running when the signal lands.
     let (topo, before, _dir, eq) = lab(HostConfig::with_many_routes());
     let mut run = eq
-        .command(&["run", "--shm-size", "off", "--", "sleep", "30"])
+        .sudo_command(
+            &nobody(),
+            &["run", "--shm-size", "off", "--", "sleep", "30"],
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("env-qemu runs");

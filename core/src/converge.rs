@@ -13,9 +13,10 @@ use crate::kernel::KernelError;
 use crate::model::{DumpFilter, IfName, Snapshot};
 use crate::observe::{observe_machine, Scope};
 use crate::plan::{
-    plan_add, plan_bridged, plan_detached, plan_stop, Plan, PlanError, StartRequest, TapRecord,
+    plan_add, plan_bridged, plan_detached, plan_gone, plan_made, plan_stop, MadeTap, Plan,
+    PlanError, StartRequest, TapRecord,
 };
-use crate::verify::{self, Difference, Expected};
+use crate::verify::{self, Difference, Expected, Presence};
 
 /// Rounds of plan and execution before a command gives up on its goal.
 pub const MAX_ROUNDS: u32 = 3;
@@ -26,12 +27,15 @@ pub enum Goal {
     /// `start`: the NIC a bridge port, its configuration on the bridge.
     Bridged { pre: Snapshot, req: StartRequest },
     /// `stop`, or a `start` going back: the NIC as the pre-start snapshot has it, the
-    /// bridge gone, env-qemu's taps detached and as they were.
+    /// bridge gone, the taps env-qemu attached detached and as they were, the taps it made
+    /// deleted.
     Restored {
         pre: Snapshot,
         req: StartRequest,
         taps: Vec<TapRecord>,
-        /// Detach VM taps still attached instead of refusing.
+        /// Taps env-qemu made ([`MadeTap`]): gone at the end.
+        made: Vec<IfName>,
+        /// Detach (or delete, if made) VM taps still attached instead of refusing.
         force: bool,
     },
     /// `add TAP`: on the bridge, up, at the bridge's MTU (`mtu`).
@@ -45,6 +49,15 @@ pub enum Goal {
         req: StartRequest,
         record: TapRecord,
     },
+    /// `tap create`, and `run`'s tap: the tap exists, owned as asked, attached like
+    /// [`Goal::Attached`].
+    Made {
+        req: StartRequest,
+        tap: MadeTap,
+        mtu: u32,
+    },
+    /// `tap delete`, a `run` leaving, or a tap creation going back: the tap is gone.
+    Deleted { name: IfName },
 }
 
 impl Goal {
@@ -64,6 +77,10 @@ impl Goal {
             Goal::Detached { req, record } => {
                 format!("{} detached from {}", record.name, req.bridge)
             }
+            Goal::Made { req, tap, .. } => {
+                format!("{} made and attached to {}", tap.name, req.bridge)
+            }
+            Goal::Deleted { name } => format!("{name} deleted"),
         }
     }
 
@@ -75,9 +92,12 @@ impl Goal {
                 managers: vec![req.uplink.clone(), req.bridge.clone()],
                 ..Scope::devices(&[&req.uplink, &req.bridge])
             },
-            Goal::Restored { req, taps, .. } => {
+            Goal::Restored {
+                req, taps, made, ..
+            } => {
                 let mut links: Vec<&IfName> = vec![&req.uplink, &req.bridge];
                 links.extend(taps.iter().map(|t| &t.name));
+                links.extend(made.iter());
                 Scope {
                     filter: DumpFilter {
                         ports_of: Some(req.bridge.clone()),
@@ -93,6 +113,14 @@ impl Goal {
                 filter: DumpFilter::links(&[&record.name, &req.bridge]),
                 ..Scope::default()
             },
+            Goal::Made { req, tap, .. } => Scope {
+                filter: DumpFilter::links(&[&tap.name, &req.bridge]),
+                ..Scope::default()
+            },
+            Goal::Deleted { name } => Scope {
+                filter: DumpFilter::links(&[name]),
+                ..Scope::default()
+            },
         }
     }
 
@@ -104,12 +132,15 @@ impl Goal {
                 pre,
                 req,
                 taps,
+                made,
                 force,
-            } => plan_stop(pre, req, taps, live, *force),
+            } => plan_restored(pre, req, taps, made, live, *force),
             Goal::Attached { req, record, .. } => {
                 plan_add(live, &req.bridge, &req.uplink, &record.name).map(|(p, _)| p)
             }
             Goal::Detached { req, record } => Ok(plan_detached(live, &req.bridge, record)),
+            Goal::Made { req, tap, .. } => plan_made(live, &req.bridge, &req.uplink, tap),
+            Goal::Deleted { name } => plan_gone(live, name),
         }
     }
 
@@ -117,13 +148,67 @@ impl Goal {
     pub fn expected(&self) -> Expected {
         match self {
             Goal::Bridged { pre, req } => verify::bridged(pre, req),
-            Goal::Restored { pre, req, taps, .. } => verify::restored(pre, req, taps),
+            Goal::Restored {
+                pre,
+                req,
+                taps,
+                made,
+                ..
+            } => {
+                let mut e = verify::restored(pre, req, taps);
+                e.links
+                    .extend(made.iter().map(|m| (m.clone(), Presence::Absent)));
+                e
+            }
             Goal::Attached { req, record, mtu } => {
                 verify::attached(&record.name, &req.bridge, *mtu)
             }
             Goal::Detached { record, .. } => verify::detached_tap(record),
+            Goal::Made { req, tap, mtu } => verify::attached(&tap.name, &req.bridge, *mtu),
+            Goal::Deleted { name } => Expected {
+                links: vec![(name.clone(), Presence::Absent)],
+                ..Expected::default()
+            },
         }
     }
+}
+
+/// [`plan_stop`], the taps env-qemu made deleted first (which takes them off the bridge).
+/// Without `force`, a made tap still attached is a VM still running: refused like any
+/// other attached tap.
+fn plan_restored(
+    pre: &Snapshot,
+    req: &StartRequest,
+    taps: &[TapRecord],
+    made: &[IfName],
+    live: &Snapshot,
+    force: bool,
+) -> Result<Plan, PlanError> {
+    if made.is_empty() {
+        return plan_stop(pre, req, taps, live, force);
+    }
+    let mut plan = Plan::default();
+    for name in made {
+        match live.net.link(name) {
+            Some(l) if l.kind.is_tap() => plan.steps.extend(plan_gone(live, name)?.steps),
+            Some(l) => plan.notes.push(format!(
+                "{name} is now a {}, not the tap env-qemu made: left alone",
+                l.kind.name()
+            )),
+            None => {}
+        }
+    }
+    let rest = if force {
+        // Deleted above: not ports to detach any more.
+        let mut without = live.clone();
+        without.net.links.retain(|l| !made.contains(&l.name));
+        plan_stop(pre, req, taps, &without, true)?
+    } else {
+        plan_stop(pre, req, taps, live, false)?
+    };
+    plan.steps.extend(rest.steps);
+    plan.notes.extend(rest.notes);
+    Ok(plan)
 }
 
 fn shm(req: &StartRequest) -> Option<std::path::PathBuf> {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Snapshot;
 use crate::op::Op;
-use crate::plan::{StartRequest, TapRecord};
+use crate::plan::{MadeTap, StartRequest, TapRecord};
 
 pub const STATE_VERSION: u32 = 1;
 
@@ -62,6 +62,9 @@ pub struct State {
     /// Empty when the bridge was started by hand: then `run` never stops it.
     #[serde(default)]
     pub holders: Vec<u32>,
+    /// Taps env-qemu made, each recorded before its creation: `stop` deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub made: Vec<MadeTap>,
 }
 
 impl State {
@@ -75,6 +78,7 @@ impl State {
             taps: Vec::new(),
             journal: Vec::new(),
             holders: Vec::new(),
+            made: Vec::new(),
         }
     }
 }

@@ -571,7 +571,9 @@ pub fn holds(op: &Op, live: &Snapshot) -> bool {
             crate::op::LinkSpec::Bridge { mac, .. } => {
                 l.kind.is_bridge() && mac.is_none_or(|m| m == l.mac)
             }
-            crate::op::LinkSpec::Tap { .. } => l.kind.is_tap(),
+            crate::op::LinkSpec::Tap { owner, group, .. } => {
+                matches!(l.kind, LinkKind::Tap(t) if t.owner == *owner && t.group == *group)
+            }
             crate::op::LinkSpec::Veth { .. } => l.kind == LinkKind::Veth,
         }),
         Op::LinkDel { name } => live.net.link(name).is_none(),

@@ -6,6 +6,7 @@
 //! kernel printed nothing there in 30 s), with no disk: either the e1000's iPXE boot ROM
 //! (`-boot n`, which DHCPs by itself) or a Linux kernel and initramfs ([`crate::guest`]).
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -184,6 +185,36 @@ pub enum Boot {
     },
 }
 
+/// `qemu-system-x86_64 …` for a 128 MiB TCG guest with one e1000 NIC (`mac`) on
+/// `netdev`, booting `boot`, its serial console written to `serial`.
+pub fn command_line(netdev: &str, mac: &str, boot: &Boot, serial: &Path) -> Vec<OsString> {
+    let qemu = find_program(QEMU).expect("qemu-system-x86_64 is installed");
+    let mut args: Vec<OsString> = vec![qemu.into()];
+    let mut push = |a: &[&str]| args.extend(a.iter().map(OsString::from));
+    push(&["-accel", "tcg", "-cpu", "max", "-smp", "1"]);
+    push(&["-m", &GUEST_MEM_MB.to_string()]);
+    push(&["-nodefaults", "-no-user-config", "-display", "none"]);
+    push(&["-serial", &format!("file:{}", qemu_path(serial))]);
+    push(&["-no-reboot", "-netdev", netdev]);
+    push(&["-device", &format!("e1000,netdev=n0,mac={mac}")]);
+    match boot {
+        Boot::Pxe => push(&["-boot", "n"]),
+        Boot::Linux {
+            kernel,
+            initrd,
+            append,
+        } => {
+            push(&["-kernel"]);
+            args.push(kernel.into());
+            args.push("-initrd".into());
+            args.push(initrd.into());
+            args.push("-append".into());
+            args.push(append.into());
+        }
+    }
+    args
+}
+
 /// A QEMU process started with `ip netns exec NS qemu-system-x86_64 …` (`ip` execs QEMU,
 /// so the spawned PID is QEMU's), SIGTERMed (so its downscript runs), then SIGKILLed, on
 /// drop.
@@ -199,35 +230,11 @@ impl Qemu {
     /// serial console goes to `DIR/serial.log`, QEMU's own output (and its scripts') to
     /// `DIR/qemu.out`.
     pub fn spawn(ns: &TestNs, netdev: &str, mac: &str, boot: &Boot, dir: &Path) -> Qemu {
-        let qemu = find_program(QEMU).expect("qemu-system-x86_64 is installed");
         let serial = dir.join("serial.log");
         let output = dir.join("qemu.out");
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns.name()])
-            .arg(qemu)
-            .args(["-accel", "tcg", "-cpu", "max", "-smp", "1"])
-            .args(["-m", &GUEST_MEM_MB.to_string()])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", &format!("file:{}", qemu_path(&serial))])
-            .arg("-no-reboot")
-            .args(["-netdev", netdev])
-            .args(["-device", &format!("e1000,netdev=n0,mac={mac}")]);
-        match boot {
-            Boot::Pxe => {
-                cmd.args(["-boot", "n"]);
-            }
-            Boot::Linux {
-                kernel,
-                initrd,
-                append,
-            } => {
-                cmd.arg("-kernel")
-                    .arg(kernel)
-                    .arg("-initrd")
-                    .arg(initrd)
-                    .args(["-append", append]);
-            }
-        }
+            .args(command_line(netdev, mac, boot, &serial));
         let out = std::fs::File::create(&output).expect("create qemu.out");
         let err = out.try_clone().expect("dup qemu.out");
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);

@@ -8,7 +8,7 @@ pub mod traffic;
 pub mod world;
 
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::commands::{self, CommandError, Env, Report};
+use env_qemu_core::commands::{self, CommandError, Env, Joined, Left, Report, RunRequest};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{IfName, NudState, Snapshot};
 use env_qemu_core::observe::observe;
@@ -16,7 +16,7 @@ use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
 use env_qemu_core::Kernel;
 
-use script::{name, request, Cmd};
+use script::{holder_pid, made_name, name, request, Cmd, Target};
 use world::SHM;
 
 /// Everything env-qemu may touch, normalised: links, addresses, routes, every device's
@@ -51,14 +51,15 @@ pub async fn run(
 }
 
 /// [`run`] through `kernel` (a [`SimKernel`] or a wrapper around `sim`), returning the
-/// command's report.
+/// command's report: the last convergence it ran, if it ran one (a `run` joining a
+/// started bridge, or leaving one that stays up without a tap to delete, runs none).
 pub async fn run_on(
     kernel: &dyn Kernel,
     sim: &SimKernel,
     store: &dyn StateStore,
     cmd: Cmd,
     observer: &mut (dyn FnMut(Event<'_>) + Send),
-) -> Option<Result<Report, CommandError>> {
+) -> Option<Result<Option<Report>, CommandError>> {
     let mut env = Env {
         kernel,
         host: &env_qemu_core::host::NoHost,
@@ -66,11 +67,74 @@ pub async fn run_on(
         netns: "sim".into(),
         observer,
     };
+    let some = |r: Result<Report, CommandError>| r.map(Some);
     Some(match cmd {
-        Cmd::Start { uplink, shm_mb } => commands::start(&mut env, &request(uplink, shm_mb)).await,
-        Cmd::Add(t) => commands::add(&mut env, &name(t)).await,
-        Cmd::Del(t) => commands::del(&mut env, &name(t)).await,
-        Cmd::Stop { force } => commands::stop(&mut env, force).await,
+        Cmd::Start {
+            uplink: Target::Default,
+            shm_mb,
+        } => {
+            // As the CLI: refused if started, then the uplink chosen, then start.
+            let started = commands::ensure_not_started(env.store, &env.netns);
+            match started {
+                Ok(()) => match commands::choose_uplink(&env).await {
+                    Ok(u) => {
+                        let mut req = request(Target::Nic(0), shm_mb);
+                        req.uplink = u;
+                        some(commands::start(&mut env, &req).await)
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        Cmd::Start { uplink, shm_mb } => {
+            some(commands::start(&mut env, &request(uplink, shm_mb)).await)
+        }
+        Cmd::Add(t) => some(commands::add(&mut env, &name(t)).await),
+        Cmd::Del(t) => some(commands::del(&mut env, &name(t)).await),
+        Cmd::Stop { force } => some(commands::stop(&mut env, force).await),
+        Cmd::MakeTap { owned, holder } => {
+            let req = commands::TapRequest {
+                name: None,
+                owner: owned.then_some(1000),
+                group: None,
+                holder: holder.map(holder_pid),
+            };
+            commands::make_tap(&mut env, &req)
+                .await
+                .map(|m| Some(m.report))
+        }
+        Cmd::DeleteTap(i) => some(commands::delete_tap(&mut env, &made_name(i)).await),
+        Cmd::Join { holder, uplink } => {
+            let base = request(Target::Nic(0), None);
+            let req = RunRequest {
+                uplink: match uplink {
+                    Target::Default => None,
+                    t => Some(name(t)),
+                },
+                bridge: base.bridge,
+                shm: None,
+                force: false,
+            };
+            commands::join(&mut env, &req, holder_pid(holder))
+                .await
+                .map(|j| match j {
+                    Joined::Started { report, .. } => Some(report),
+                    Joined::Held { .. } | Joined::ByHand { .. } => None,
+                })
+        }
+        Cmd::Leave {
+            holder,
+            others_gone,
+        } => {
+            let alive = move |_: u32| !others_gone;
+            commands::leave(&mut env, holder_pid(holder), &alive)
+                .await
+                .map(|l| match l {
+                    Left::Stopped { report, .. } => Some(report),
+                    Left::Stays { .. } | Left::Gone => None,
+                })
+        }
         Cmd::QemuOpen(t) => {
             let _ = sim.open_tap(&name(script::Target::Tap(t)));
             return None;

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use env_qemu_core::model::{IfName, LinkKind, NetState};
+use env_qemu_core::plan::default_uplink;
 use env_qemu_core::Kernel;
 
 use crate::args::DoctorArgs;
-use crate::context::{default_uplink, ifname, Ctx};
+use crate::context::{ifname, Ctx};
 use crate::exit::{Code, Failure};
 use crate::output::Out;
 
@@ -139,7 +140,7 @@ pub async fn run(ctx: &Ctx, out: Out, a: &DoctorArgs) -> Result<(), Failure> {
         Some(n) => checks.extend(uplink(&net, &n)),
         None => match default_uplink(&net) {
             Ok(n) => checks.extend(uplink(&net, &n)),
-            Err(e) => checks.push(check("uplink", Verdict::Warn, e.message)),
+            Err(e) => checks.push(check("uplink", Verdict::Warn, e.to_string())),
         },
     }
     checks.push(firewall());

@@ -4,6 +4,7 @@ mod add;
 mod demo;
 mod doctor;
 mod generate;
+mod launcher;
 mod run;
 mod start;
 mod status;
@@ -26,7 +27,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         json: g.json,
     };
     match &cli.command {
-        Command::Sudoers(a) => return sudoers::run(a).map(|()| ExitCode::SUCCESS),
+        Command::Sudoers(a) => return sudoers::run(g, a).map(|()| ExitCode::SUCCESS),
+        Command::Launcher(a) => return launcher::run(g, out, a).map(|()| ExitCode::SUCCESS),
         Command::Generate(a) => return generate::run(a).map(|()| ExitCode::SUCCESS),
         Command::Demo => return demo::run(out).await.map(|()| ExitCode::SUCCESS),
         _ => {}
@@ -44,10 +46,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Del(a) => add::run(&ctx, out, &a.tap, false).await,
         Command::Stop(a) => stop::run(&ctx, out, a).await,
         Command::Status => status::run(&ctx, out).await,
-        Command::Run(a) => return run::run(&ctx, out, a).await,
+        Command::Run(a) => return run::run(&ctx, out, a, g.netns.as_deref()).await,
         Command::Tap(c) => tap::run(&ctx, out, c).await,
         Command::Doctor(a) => doctor::run(&ctx, out, a).await,
-        Command::Sudoers(_) | Command::Generate(_) | Command::Demo => unreachable!("handled above"),
+        Command::Sudoers(_) | Command::Launcher(_) | Command::Generate(_) | Command::Demo => {
+            unreachable!("handled above")
+        }
     }
     .map(|()| ExitCode::SUCCESS)
 }

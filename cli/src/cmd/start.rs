@@ -1,36 +1,50 @@
 //! `env-qemu start [IFACE]`.
 
-use env_qemu_core::commands;
+use env_qemu_core::commands::{self, Env};
+use env_qemu_core::model::IfName;
 use env_qemu_core::plan::{ShmRequest, StartRequest};
-use env_qemu_core::Kernel;
 
 use crate::args::StartArgs;
-use crate::context::{default_uplink, ifname, size, Ctx, DEFAULT_SHM};
+use crate::context::{ifname, size, Ctx, DEFAULT_SHM};
 use crate::exit::Failure;
 use crate::output::Out;
 
-/// The request from arguments, then the config file, then the defaults.
-pub async fn request(ctx: &Ctx, a: &StartArgs) -> Result<StartRequest, Failure> {
-    let uplink = match a.iface.as_deref().or(ctx.config.uplink.as_deref()) {
-        Some(name) => ifname(name)?,
-        None => default_uplink(&ctx.kernel.dump().await?)?,
-    };
+/// The uplink named by the arguments, else by the config file; `None`: the core chooses
+/// the interface carrying the default route.
+pub fn named_uplink(ctx: &Ctx, a: &StartArgs) -> Result<Option<IfName>, Failure> {
+    a.iface
+        .as_deref()
+        .or(ctx.config.uplink.as_deref())
+        .map(ifname)
+        .transpose()
+}
+
+/// The shm request from the arguments, then the config file, then the default.
+pub fn shm(ctx: &Ctx, a: &StartArgs) -> Result<Option<ShmRequest>, Failure> {
     let shm_size = a
         .shm_size
         .as_deref()
         .or(ctx.config.shm_size.as_deref())
         .unwrap_or(DEFAULT_SHM);
-    let shm = match shm_size {
+    Ok(match shm_size {
         "off" => None,
         s => Some(ShmRequest {
             path: a.shm_path.clone(),
             size_bytes: size(s)?,
         }),
+    })
+}
+
+/// The request from arguments, then the config file, then the defaults.
+pub async fn request(ctx: &Ctx, env: &Env<'_>, a: &StartArgs) -> Result<StartRequest, Failure> {
+    let uplink = match named_uplink(ctx, a)? {
+        Some(name) => name,
+        None => commands::choose_uplink(env).await?,
     };
     Ok(StartRequest {
         uplink,
         bridge: ctx.bridge.clone(),
-        shm,
+        shm: shm(ctx, a)?,
         force: a.force,
     })
 }
@@ -49,9 +63,9 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StartArgs) -> Result<(), Failure> {
         commands::ensure_not_started(&store, &ctx.netns_id)?;
         (store, Some(lock))
     };
-    let req = request(ctx, a).await?;
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);
+    let req = request(ctx, &env, a).await?;
     if a.dry_run {
         out.plan(&commands::plan_start(&env, &req).await?);
         return Ok(());

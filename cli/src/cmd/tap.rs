@@ -3,10 +3,7 @@
 //! This replaces the seed's `chmod 666 /dev/net/tun`: only the named user (and group) may
 //! open this one tap.
 
-use env_qemu_core::commands;
-use env_qemu_core::model::{IfName, LinkKind};
-use env_qemu_core::op::{LinkSpec, Op};
-use env_qemu_core::Kernel;
+use env_qemu_core::commands::{self, TapRequest};
 
 use crate::args::TapCommand;
 use crate::context::{ifname, Ctx};
@@ -20,33 +17,20 @@ pub async fn run(ctx: &Ctx, out: Out, c: &TapCommand) -> Result<(), Failure> {
     let mut env = ctx.env(&store, &mut observer);
     match c {
         TapCommand::Create { name, user, group } => {
-            let live = ctx.kernel.dump().await?;
-            let name = match name {
-                Some(n) => ifname(n)?,
-                None => (0..)
-                    .map(|i| IfName::new(format!("eqtap{i}")).expect("short name"))
-                    .find(|n| live.link(n).is_none())
-                    .expect("some eqtapN is free"),
-            };
             let owner = match user {
                 Some(u) => Some(uid(u)?),
                 None => std::env::var("SUDO_UID").ok().and_then(|v| v.parse().ok()),
             };
-            let group = group.as_deref().map(gid).transpose()?;
-            // Refuse before creating anything if env-qemu is not started.
-            commands::plan_stop(&env, true).await?;
-            let spec = LinkSpec::Tap {
-                name: name.clone(),
+            let req = TapRequest {
+                name: name.as_deref().map(ifname).transpose()?,
                 owner,
-                group,
+                group: group.as_deref().map(gid).transpose()?,
+                holder: None,
             };
-            ctx.kernel.apply(&Op::LinkAdd { spec }).await?;
-            if let Err(e) = commands::add(&mut env, &name).await {
-                let _ = ctx.kernel.apply(&Op::LinkDel { name: name.clone() }).await;
-                return Err(e.into());
-            }
+            let made = commands::make_tap(&mut env, &req).await?;
+            let name = made.name;
             out.say(format!(
-                "env-qemu: {name} created{} and attached to {}; use -netdev tap,id=n0,ifname={name},script=no,downscript=no",
+                "env-qemu: {name} created{} and attached to {}; use -netdev tap,id=n0,ifname={name},script=no,downscript=no; `env-qemu stop` deletes it",
                 owner.map(|u| format!(" for uid {u}")).unwrap_or_default(),
                 ctx.bridge
             ));
@@ -54,30 +38,7 @@ pub async fn run(ctx: &Ctx, out: Out, c: &TapCommand) -> Result<(), Failure> {
         }
         TapCommand::Delete { name } => {
             let name = ifname(name)?;
-            let live = ctx.kernel.dump().await?;
-            let link = live.link(&name).ok_or_else(|| {
-                Failure::new(
-                    Code::NotFound,
-                    format!(
-                        "interface {name} not found; list taps with `ip -d link show type tun`"
-                    ),
-                )
-            })?;
-            if !matches!(link.kind, LinkKind::Tap(_)) {
-                return Err(Failure::new(
-                    Code::Conflict,
-                    format!(
-                        "interface {name} is a {}, not a tap: `tap delete` deletes only taps",
-                        link.kind.name()
-                    ),
-                ));
-            }
-            if link.master.as_ref() == Some(&ctx.bridge) {
-                commands::del(&mut env, &name).await?;
-            }
-            ctx.kernel
-                .apply(&Op::LinkDel { name: name.clone() })
-                .await?;
+            commands::delete_tap(&mut env, &name).await?;
             out.say(format!("env-qemu: {name} deleted"));
         }
     }

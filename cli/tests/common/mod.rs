@@ -88,6 +88,24 @@ impl EnvQemu {
         self.command(args).output().expect("env-qemu runs").into()
     }
 
+    /// The command as `sudo` would start it for `caller`: root, with SUDO_UID, SUDO_GID
+    /// and SUDO_USER naming the caller.
+    pub fn sudo_command(&self, caller: &Caller, args: &[&str]) -> Command {
+        let mut c = self.command(args);
+        c.env("SUDO_UID", caller.uid.to_string())
+            .env("SUDO_GID", caller.gid.to_string())
+            .env("SUDO_USER", &caller.name);
+        c
+    }
+
+    /// Runs [`EnvQemu::sudo_command`].
+    pub fn sudo_run(&self, caller: &Caller, args: &[&str]) -> Outcome {
+        self.sudo_command(caller, args)
+            .output()
+            .expect("env-qemu runs")
+            .into()
+    }
+
     /// Runs and panics unless it exits 0.
     pub fn ok(&self, args: &[&str]) -> Outcome {
         let out = self.run(args);
@@ -127,6 +145,50 @@ impl EnvQemu {
         assert_eq!(files.len(), 1, "one state file expected: {files:?}");
         files.into_iter().next().expect("one")
     }
+}
+
+/// The unprivileged account standing for the user who runs sudo: `nobody` and its group,
+/// which every Debian system has (no account is added to this machine).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Its supplementary groups, as initgroups(3) sets them.
+    pub groups: Vec<u32>,
+}
+
+pub fn nobody() -> Caller {
+    let user = nix::unistd::User::from_name("nobody")
+        .expect("read passwd")
+        .expect("the nobody account exists");
+    let cname = std::ffi::CString::new(user.name.clone()).expect("a C name");
+    let mut groups: Vec<u32> = nix::unistd::getgrouplist(&cname, user.gid)
+        .expect("nobody's groups")
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    Caller {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups,
+    }
+}
+
+/// A directory `caller` may write in (COMMAND runs as them), inside `parent`.
+pub fn writable_by(caller: &Caller, parent: &Path, name: &str) -> PathBuf {
+    let d = parent.join(name);
+    std::fs::create_dir_all(&d).expect("create dir");
+    nix::unistd::chown(
+        &d,
+        Some(nix::unistd::Uid::from_raw(caller.uid)),
+        Some(nix::unistd::Gid::from_raw(caller.gid)),
+    )
+    .expect("chown to the caller");
+    d
 }
 
 /// The names in a JSON array of strings (`taps`, `ports`, `drift`).

@@ -17,6 +17,9 @@ pub(super) enum Record {
     /// Yes: a command going back to the saved state (the state file on disk already
     /// says how to recover) must not stop half-way because the disk is full.
     BestEffort,
+    /// Not at all: no state is saved (`tap delete` while nothing is started), so a journal
+    /// would belong to nothing, and there is nothing for `stop` to recover.
+    Nowhere,
 }
 
 /// Appends each entry to the store's journal before the step runs.
@@ -27,6 +30,9 @@ struct StoreJournal<'a> {
 
 impl Journal for StoreJournal<'_> {
     fn record(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
+        if self.record == Record::Nowhere {
+            return Ok(());
+        }
         match (self.store.append(entry), self.record) {
             (Err(e), Record::Required) => Err(e),
             _ => Ok(()),

@@ -4,14 +4,20 @@
 
 mod error;
 mod journal;
+mod made;
+mod run;
 mod start;
 mod stop;
 mod tap;
+mod uplink;
 
 pub use error::{CommandError, Unreached};
+pub use made::{delete_tap, make_tap, Made, TapRequest, TAP_PREFIX};
+pub use run::{join, leave, Joined, Left, RunRequest};
 pub use start::{ensure_not_started, plan as plan_start, start};
 pub use stop::{plan as plan_stop, stop};
 pub use tap::{add, del};
+pub use uplink::choose_uplink;
 
 use crate::converge::Progress;
 use crate::exec::Event;

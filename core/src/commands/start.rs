@@ -102,6 +102,7 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, Comm
         pre,
         req: req.clone(),
         taps: Vec::new(),
+        made: Vec::new(),
         force: true,
     };
     let back =

@@ -27,6 +27,7 @@ fn goal(state: &State, force: bool) -> Goal {
         pre: state.pre.clone(),
         req: state.request.clone(),
         taps: state.taps.clone(),
+        made: state.made.iter().map(|m| m.name.clone()).collect(),
         force,
     }
 }

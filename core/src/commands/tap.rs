@@ -109,7 +109,7 @@ pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError
 
 /// The tap and the bridge, links only: `add` and `del` read nothing else, so their cost
 /// does not grow with the taps already on the bridge or the routes of the namespace.
-async fn observe_tap(
+pub(super) async fn observe_tap(
     env: &Env<'_>,
     bridge: &IfName,
     tap: &IfName,

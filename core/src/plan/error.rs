@@ -42,6 +42,12 @@ pub enum PlanError {
     TapInOtherBridge { tap: IfName, master: IfName },
     #[error("interface {tap} is not attached to {bridge}; nothing to detach")]
     TapNotAttached { tap: IfName, bridge: IfName },
+    #[error("interface {0} already exists; choose another name for the tap, or delete that interface first")]
+    TapNameTaken(IfName),
+    #[error("no default route here: name the interface to bridge (`env-qemu start IFACE`, or `uplink` in /etc/env-qemu.toml)")]
+    NoDefaultRoute,
+    #[error("default routes through {} have the same metric: name the interface to bridge (`env-qemu start IFACE`, or `uplink` in /etc/env-qemu.toml)", .0.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(" and "))]
+    TiedDefaultRoutes(Vec<IfName>),
     #[error("bridge {bridge} still has VM taps attached ({}); shut those VMs down, detach them with `env-qemu del TAP`, or use `stop --force`", .taps.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "))]
     TapsAttached { bridge: IfName, taps: Vec<IfName> },
 }
@@ -64,7 +70,7 @@ impl PlanError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            PlanError::NoSuchInterface(_) | PlanError::ShmNotMounted(_)
+            PlanError::NoSuchInterface(_) | PlanError::ShmNotMounted(_) | PlanError::NoDefaultRoute
         )
     }
 }

@@ -11,6 +11,7 @@ mod neigh;
 mod start;
 mod stop;
 mod tap;
+mod uplink;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Address, Family, IfName, Knob, Neighbour, Route, Snapshot};
-use crate::op::{LinkChange, Op};
+use crate::op::{LinkChange, LinkSpec, Op};
 
 pub use drift::drift;
 pub use error::PlanError;
@@ -26,7 +27,8 @@ pub(crate) use host::handed;
 pub use host::moved_argv;
 pub use start::{plan_bridged, plan_start};
 pub use stop::plan_stop;
-pub use tap::{plan_add, plan_del, plan_detached};
+pub use tap::{plan_add, plan_del, plan_detached, plan_gone, plan_made, NEW_TAP_MTU};
+pub use uplink::default_uplink;
 
 /// An ordered list of operations, plus notes for the operator (things the plan chose not
 /// to do). Plans have no undo of their own: the way back is computed when it is needed,
@@ -104,6 +106,31 @@ pub const BRIDGE_TAKES: [Knob; 4] = [
 /// The knobs a port has at 0: no IP configuration of its own, or RAs would give it
 /// addresses and routes that compete with the bridge's.
 pub const PORT_ZEROES: [Knob; 2] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf];
+
+/// A persistent tap env-qemu makes (`tap create`, `run`): recorded in the state before it
+/// exists, so that `stop` deletes it even if the command making it dies half-way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MadeTap {
+    pub name: IfName,
+    /// The user (and group) allowed to open it; root always may.
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    /// The `env-qemu run` process it was made for, which deletes it when it leaves (or
+    /// the next `run` to leave, once that process is gone); `None` for `tap create`'s.
+    #[serde(default)]
+    pub holder: Option<u32>,
+}
+
+impl MadeTap {
+    /// `ip tuntap add dev NAME mode tap [user U] [group G]`.
+    pub fn spec(&self) -> LinkSpec {
+        LinkSpec::Tap {
+            name: self.name.clone(),
+            owner: self.owner,
+            group: self.group,
+        }
+    }
+}
 
 /// `ip link set dev NAME CHANGE`.
 fn link_set(name: &IfName, change: LinkChange) -> Op {

@@ -1,7 +1,7 @@
 //! `add TAP` / `del TAP`: attach a VM's tap to the bridge and detach it again.
 
-use super::{link_set, Plan, PlanError, TapRecord};
-use crate::model::{IfName, Link, LinkKind, Snapshot};
+use super::{link_set, MadeTap, Plan, PlanError, TapRecord};
+use crate::model::{IfName, Link, LinkKind, MacAddr, Snapshot, TapInfo};
 use crate::op::LinkChange;
 use crate::op::Op;
 
@@ -129,4 +129,70 @@ pub fn plan_detached(live: &Snapshot, bridge: &IfName, record: &TapRecord) -> Pl
         steps,
         notes: vec![],
     }
+}
+
+/// The MTU the tun driver gives a new tap.
+pub const NEW_TAP_MTU: u32 = 1500;
+
+/// Makes `tap` and attaches it to `bridge` like [`plan_add`]: created (down, at the tun
+/// driver's MTU) if it is absent, then only what is not so already. An interface of that
+/// name that is not this user's tap is refused, never taken over.
+pub fn plan_made(
+    live: &Snapshot,
+    bridge: &IfName,
+    uplink: &IfName,
+    tap: &MadeTap,
+) -> Result<Plan, PlanError> {
+    match live.net.link(&tap.name) {
+        Some(l) if is_made(l, tap) => plan_add(live, bridge, uplink, &tap.name).map(|(p, _)| p),
+        Some(_) => Err(PlanError::TapNameTaken(tap.name.clone())),
+        None => {
+            let mut made = live.clone();
+            made.net.links.push(Link {
+                index: 0,
+                name: tap.name.clone(),
+                kind: LinkKind::Tap(TapInfo {
+                    owner: tap.owner,
+                    group: tap.group,
+                    persist: true,
+                }),
+                mac: MacAddr::ZERO,
+                mtu: NEW_TAP_MTU,
+                up: false,
+                carrier: false,
+                master: None,
+            });
+            let (attach, _) = plan_add(&made, bridge, uplink, &tap.name)?;
+            let mut steps = vec![Op::LinkAdd { spec: tap.spec() }];
+            steps.extend(attach.steps);
+            Ok(Plan {
+                steps,
+                notes: vec![],
+            })
+        }
+    }
+}
+
+/// Whether `l` is the tap `tap` describes: a tap with its owner and group.
+pub(crate) fn is_made(l: &Link, tap: &MadeTap) -> bool {
+    matches!(l.kind, LinkKind::Tap(i) if i.owner == tap.owner && i.group == tap.group)
+}
+
+/// Deletes the tap `name` (which also takes it off any bridge); nothing when it is gone.
+/// Only taps: any other interface of that name is refused.
+pub fn plan_gone(live: &Snapshot, name: &IfName) -> Result<Plan, PlanError> {
+    let steps = match live.net.link(name) {
+        None => Vec::new(),
+        Some(l) if l.kind.is_tap() => vec![Op::LinkDel { name: name.clone() }],
+        Some(l) => {
+            return Err(PlanError::NotATap {
+                name: name.clone(),
+                kind: l.kind.name().to_string(),
+            })
+        }
+    };
+    Ok(Plan {
+        steps,
+        notes: vec![],
+    })
 }
