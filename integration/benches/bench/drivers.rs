@@ -190,7 +190,13 @@ impl Driver for InProc<'_> {
         let metered_kernel = MeteredKernel::new(&kernel);
         let metered_store = MeteredStore::new(store);
         let setup = t.elapsed();
-        let mut observer = |_: Event<'_>| {};
+        // When the last step was applied, and when the verification after it ended.
+        let (mut last_applied, mut verified) = (None, None);
+        let mut observer = |e: Event<'_>| match e {
+            Event::Applied { .. } => last_applied = Some(Instant::now()),
+            Event::Verified { .. } => verified = Some(Instant::now()),
+            _ => {}
+        };
         let mut env = Env {
             kernel: &metered_kernel,
             host: &env_qemu_core::host::NoHost,
@@ -213,7 +219,12 @@ impl Driver for InProc<'_> {
                 Cmd::Stop => commands::stop(&mut env, false).await,
             }
         });
+        drop(env);
         let mut breakdown = merge(&metered_kernel, &metered_store);
+        breakdown.verify = match (last_applied, verified) {
+            (Some(a), Some(v)) if v > a => v - a,
+            _ => Duration::ZERO,
+        };
         drop(kernel);
         let took = t.elapsed();
         self.last_plan = result

@@ -151,6 +151,9 @@ pub struct Breakdown {
     pub load_time: Duration,
     /// Operations applied, by [`kind`]: count and time.
     pub per_op: BTreeMap<&'static str, (u32, Duration)>,
+    /// From the last step applied to the final verification's result: the dump of the
+    /// objects touched and its comparison with the goal.
+    pub verify: Duration,
 }
 
 impl Breakdown {
@@ -176,6 +179,7 @@ impl Breakdown {
             m.save_time += b.save_time;
             m.loads += b.loads;
             m.load_time += b.load_time;
+            m.verify += b.verify;
             for (k, (c, d)) in &b.per_op {
                 let e = m.per_op.entry(k).or_default();
                 e.0 += c;
@@ -196,6 +200,7 @@ impl Breakdown {
             requests: m.requests / n,
             sysctl_writes: m.sysctl_writes / n,
             sysctl_time: m.sysctl_time / n,
+            verify: m.verify / n,
             saves: m.saves / n,
             save_time: m.save_time / n,
             loads: m.loads / n,
@@ -240,6 +245,7 @@ impl Breakdown {
             "state_loads": self.loads,
             "state_loads_ms": ms(self.load_time),
             "rest_ms": ms(self.rest()),
+            "verify_ms": ms(self.verify),
             "per_op": self.per_op.iter().map(|(k, (c, d))| (k.to_string(), json!({"count": c, "ms": ms(*d)}))).collect::<serde_json::Map<_, _>>(),
         })
     }

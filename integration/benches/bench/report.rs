@@ -91,6 +91,21 @@ impl Report<'_> {
                 });
             }
         }
+        if let Some(b) = self.series("inproc_tmpfs").mean_breakdown(0) {
+            let without = ms(b.total.saturating_sub(b.verify));
+            let share = ms(b.verify) / without.max(f64::EPSILON);
+            t.push(Target {
+                name: "start: what the verification by dump adds (in-process, tmpfs)".into(),
+                figure: format!(
+                    "{:.2} ms on {without:.2} ms = {:.1} %",
+                    ms(b.verify),
+                    100.0 * share
+                ),
+                value: share,
+                goal: "≤ 20 %".into(),
+                met: share <= 0.2,
+            });
+        }
         if let Some(l) = self.blackout.iter().find(|l| l.key == "env_qemu") {
             for (phase, name) in [(0, "start"), (1, "stop")] {
                 let lost = l.lost(phase);
@@ -265,6 +280,25 @@ impl Report<'_> {
                 if let Some(b) = s.mean_breakdown(i) {
                     let _ = writeln!(o, "{}", breakdown_row(key, c.name(), &b));
                 }
+            }
+        }
+
+        let _ = writeln!(
+            o,
+            "\n-- verification by dump (after the last step: read what the command touched, compare it with its goal), in-process on tmpfs"
+        );
+        let s = self.series("inproc_tmpfs");
+        for (i, c) in CMDS.iter().enumerate() {
+            if let Some(b) = s.mean_breakdown(i) {
+                let without = b.total.saturating_sub(b.verify);
+                let share = 100.0 * ms(b.verify) / ms(without).max(f64::EPSILON);
+                let _ = writeln!(
+                    o,
+                    "{:<6} {:>7.2} ms of {:>7.2} ms: adds {share:>5.1} % to the command without it",
+                    c.name(),
+                    ms(b.verify),
+                    ms(b.total)
+                );
             }
         }
 
