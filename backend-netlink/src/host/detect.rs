@@ -147,9 +147,7 @@ impl<'a> Found<'a> {
 
     fn elsewhere(&mut self, devs: &[IfName], program: &str, pid: u32) {
         for dev in devs {
-            let name = format!(
-                "{program} in another mount namespace (`nsenter -t {pid} -m -n` reaches its files)"
-            );
+            let name = format!("{program} in another mount namespace");
             self.problem(dev, program, pid, ProblemKind::OtherMountNamespace, name);
         }
     }
@@ -236,10 +234,7 @@ fn dhcpcd_daemons(scan: &Scan, found: &mut Found<'_>) {
             Err(e) => format!("cannot be reached ({e})"),
         };
         for dev in &targets {
-            let name = format!(
-                "{program} whose control socket {} {why}",
-                d.socket.display()
-            );
+            let name = format!("{program} that does not answer on {}", d.socket.display());
             let kind = ProblemKind::NoAnswer {
                 socket: d.socket.clone(),
                 why: why.clone(),

@@ -18,11 +18,12 @@
 //!   count of the dumps that follow. The `--version` reply ends every exchange, so the
 //!   answer is complete when the bytes end with it: no waiting for the peer to go idle.
 //! - A daemon for one interface told `-x` exits before it answers: the connection closes
-//!   with nothing read, and its socket goes away.
+//!   with nothing read, its socket goes away (measured: before the process is gone).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -253,18 +254,24 @@ pub(crate) fn send(socket: &Path, args: &[String]) -> Result<(), HostFailure> {
             "this is a bug in the plan: report it",
         )
     })?;
+    // A daemon this command ends closes the connection instead of answering: pin it
+    // first (by its pid file), to wait for it to be gone.
+    let daemon = exits(args).then(|| daemon_of(socket)).flatten();
     let answer = exchange(socket, &message, REPLY_TIMEOUT).map_err(|e| connect_failure(&e))?;
     let shown = format!("`dhcpcd {}`", args.join(" "));
     match answer {
         Answer::Replied(_) => Ok(()),
         Answer::Closed { .. } if exits(args) => {
-            if gone(socket, EXIT_TIMEOUT) {
+            let ended = daemon
+                .as_ref()
+                .is_none_or(|fd| process::exited(fd, EXIT_TIMEOUT).unwrap_or(false));
+            if ended && gone(socket, EXIT_TIMEOUT) {
                 Ok(())
             } else {
                 Err(HostFailure::new(
                     ErrorKind::Busy,
                     format!(
-                        "it closed the connection after {shown} but still listens {:.0} s later",
+                        "it closed the connection after {shown} but still runs {:.0} s later",
                         EXIT_TIMEOUT.as_secs_f64()
                     ),
                     "see dhcpcd's log; stop it yourself if it hangs, then run env-qemu again",
@@ -285,6 +292,22 @@ pub(crate) fn send(socket: &Path, args: &[String]) -> Result<(), HostFailure> {
             STUCK_FIX,
         )),
     }
+}
+
+/// A pidfd of the dhcpcd listening at `socket`, by the pid file beside it (`sock` →
+/// `pid`, `eth0.sock` → `eth0.pid`).
+fn daemon_of(socket: &Path) -> Option<OwnedFd> {
+    let name = socket.file_name()?.to_str()?.strip_suffix("sock")?;
+    let pid_file = socket.with_file_name(format!("{name}pid"));
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let fd = process::pidfd_open(pid).ok()?;
+    // Checked after the pidfd pins it: a reused PID is not dhcpcd.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim_end() == "dhcpcd").then_some(fd)
 }
 
 fn connect_failure(e: &io::Error) -> HostFailure {

@@ -219,7 +219,7 @@ pub(crate) fn terminate(
     ))
 }
 
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: pidfd_open(2) takes a PID and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
@@ -249,7 +249,7 @@ fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
 }
 
 /// Whether the process of `pidfd` exits within `wait` (a pidfd polls readable once it has).
-fn exited(pidfd: &OwnedFd, wait: Duration) -> io::Result<bool> {
+pub(crate) fn exited(pidfd: &OwnedFd, wait: Duration) -> io::Result<bool> {
     let deadline = Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
