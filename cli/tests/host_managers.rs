@@ -1,7 +1,7 @@
 //! `doctor` and `status` name who manages the uplink and what start will do with it:
 //! the kernel's SLAAC on a plain namespace, a real dhcpcd manager confined in a lab (seen
 //! from inside its mount namespace, and from outside, where its files are out of sight),
-//! and a dhcpcd whose control channel is stuck.
+//! a dhcpcd whose control channel is stuck, and programs start refuses.
 
 mod common;
 
@@ -145,4 +145,91 @@ fn doctor_and_status_name_a_dhcpcd_manager() {
         doctor.stdout
     );
     assert!(lines[1].contains("restart it"), "{}", doctor.stdout);
+}
+
+/// Programs env-qemu cannot hand over, found by name (copies of `sleep` named like them:
+/// NetworkManager, systemd-networkd, BusyBox's udhcpc) and by what they hold (an IPv4
+/// packet socket bound to eth0, as DHCP clients have): each is named with its PID, and
+/// start would refuse.
+#[test]
+fn doctor_names_programs_start_refuses() {
+    use env_qemu_integration::guard::{wait_until, ChildGuard, ScratchDir};
+    use env_qemu_integration::qemu::find_program;
+    use std::process::{Command, Stdio};
+
+    require_netns!();
+    let Some(python) = find_program("python3") else {
+        skip("python3 is not installed (it holds the packet socket)");
+        return;
+    };
+    let ns = TestNs::new();
+    ns.ip("link add eth0 type veth peer name peer0");
+    ns.ip("addr add 192.0.2.10/24 dev eth0");
+    ns.ip("link set peer0 up");
+    ns.ip("link set eth0 up");
+    ns.ip("route add default via 192.0.2.1 dev eth0");
+    ns.set_sysctl("net.ipv6.conf.eth0.accept_ra", "0");
+    let bin = ScratchDir::new();
+    let sleep = find_program("sleep").expect("sleep");
+    let spawn = |name: &str, program: &std::path::Path, args: &[&str]| {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns.name()])
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ChildGuard::spawn(name, &mut cmd)
+    };
+    let mut fakes = Vec::new();
+    for name in ["NetworkManager", "systemd-networkd", "udhcpc"] {
+        let copy = bin.join(name);
+        std::fs::copy(&sleep, &copy).expect("copy sleep");
+        fakes.push(spawn(name, &copy, &["1000"]));
+    }
+    let script = "import socket, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(('eth0', 0))
+time.sleep(1000)";
+    let holder = spawn("python3", &python, &["-c", script]);
+    let index = ns.ip("-o link show eth0");
+    let index = index.split(':').next().expect("ifindex").trim().to_string();
+    let bound = wait_until(Duration::from_secs(10), || {
+        let table = std::fs::read_to_string(format!("/proc/{}/net/packet", holder.pid())).ok()?;
+        table
+            .lines()
+            .any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.get(3) == Some(&"0800") && f.get(4) == Some(&index.as_str())
+            })
+            .then_some(())
+    });
+    assert!(
+        bound.is_some(),
+        "the packet socket was not bound within 10 s"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid())).expect("comm");
+
+    let dir = TempDir::new();
+    let eq = EnvQemu::new(&ns, &dir);
+    let out = eq.ok(&["doctor"]).stdout;
+    let refused = "start: refuses unless --force (issue 11)";
+    let want = [
+        "NetworkManager manages eth0".to_string(),
+        "systemd-networkd manages eth0".to_string(),
+        format!("udhcpc (pid {}) manages eth0", fakes[2].pid()),
+        format!(
+            "{} (an IPv4 packet socket on eth0, as DHCP clients use) (pid {}) manages eth0",
+            comm.trim(),
+            holder.pid()
+        ),
+    ];
+    let lines = lines_with(&out, "manager");
+    assert_eq!(
+        lines,
+        want.iter()
+            .map(|w| format!("warn  manager           {w}; {refused}"))
+            .collect::<Vec<_>>(),
+        "{out}"
+    );
 }
