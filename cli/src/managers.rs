@@ -39,6 +39,10 @@ pub struct ProblemLine {
 pub struct Report {
     pub managers: Vec<ManagerLine>,
     pub problems: Vec<ProblemLine>,
+    /// Processes whose namespace could not be read: other users' when not root (a
+    /// dhcpcd manager runs as user dhcpcd), so something may be missing above.
+    #[serde(skip)]
+    pub unreadable: usize,
 }
 
 const HANDED_OVER: &str = "handed over to the bridge";
@@ -84,7 +88,11 @@ pub async fn report(ctx: &Ctx, devs: &[IfName]) -> Result<Report, Failure> {
             message: p.to_string(),
         })
         .collect();
-    Ok(Report { managers, problems })
+    Ok(Report {
+        managers,
+        problems,
+        unreadable: found.unreadable,
+    })
 }
 
 /// Whether the kernel configures `dev` from router advertisements itself. A device that

@@ -143,6 +143,16 @@ async fn manager_checks(ctx: &Ctx, dev: &IfName) -> Vec<Check> {
         }
     };
     let mut out = Vec::new();
+    if report.unreadable > 0 && !nix::unistd::geteuid().is_root() {
+        out.push(check(
+            "manager",
+            Verdict::Warn,
+            format!(
+                "{} processes of other users could not be looked at: run doctor as root to see every program that may manage {dev}",
+                report.unreadable
+            ),
+        ));
+    }
     if report.managers.is_empty() {
         out.push(check(
             "manager",
