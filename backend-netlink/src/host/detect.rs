@@ -187,7 +187,7 @@ pub(crate) fn detect(netns: u64, devs: &[IfName]) -> std::io::Result<Detected> {
         }
     }
     if let Some(networkd) = scan.named("systemd-network").next() {
-        networkd_links(networkd, &mut found);
+        networkd_links(&scan, networkd, &mut found);
     }
     other_clients(&scan, &mut found);
     raw_socket_holders(&scan, &mut found);
@@ -246,7 +246,7 @@ fn dhcpcd_daemons(scan: &Scan, found: &mut Found<'_>) {
     for head in dhcpcd::heads(scan).filter(|h| !known.contains(&h.pid)) {
         let dev = dhcpcd::title_devices(&head.argv).map(|d| vec![d]);
         let targets = found.among(dev.as_deref());
-        if !process::sees_same(head.pid, Path::new(dhcpcd::RUNDIR)) {
+        if !process::sees_same(scan, head.pid, Path::new(dhcpcd::RUNDIR)) {
             found.elsewhere(&targets, "dhcpcd", head.pid);
             continue;
         }
@@ -279,7 +279,7 @@ fn dhclients(scan: &Scan, found: &mut Found<'_>) {
         if targets.is_empty() {
             continue;
         }
-        if !process::sees_same(p.pid, &args.pid_file) {
+        if !process::sees_same(scan, p.pid, &args.pid_file) {
             found.elsewhere(&targets, "dhclient", p.pid);
             continue;
         }
@@ -312,9 +312,9 @@ fn dhclients(scan: &Scan, found: &mut Found<'_>) {
 
 /// systemd-networkd manages a link unless its state file says `ADMIN_STATE=unmanaged`
 /// (no .network file matched it). A device that does not exist is nobody's yet.
-fn networkd_links(networkd: &Proc, found: &mut Found<'_>) {
+fn networkd_links(scan: &Scan, networkd: &Proc, found: &mut Found<'_>) {
     let dir = Path::new("/run/systemd/netif/links");
-    let readable = process::sees_same(networkd.pid, dir);
+    let readable = process::sees_same(scan, networkd.pid, dir);
     for dev in found.devs {
         let Some(index) = if_index(dev) else {
             continue;

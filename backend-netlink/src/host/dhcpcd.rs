@@ -414,13 +414,25 @@ pub(crate) fn title_devices(argv: &[String]) -> Option<String> {
     (!first.starts_with('[')).then(|| first.to_string())
 }
 
-/// The dhcpcd processes of `scan` that head their tree (the privilege-separation helpers
-/// are their children and grandchildren).
+/// The dhcpcd processes of `scan` that head their tree: not a child of another dhcpcd,
+/// and not a privilege-separation helper (`dhcpcd: [privileged proxy] …`, `[network
+/// proxy]`, `[control proxy]`, `[BPF …]`), which outlive their daemon by a few
+/// milliseconds when it exits, orphaned.
 pub(crate) fn heads(scan: &Scan) -> impl Iterator<Item = &process::Proc> {
-    scan.named("dhcpcd").filter(|p| {
-        scan.get(p.ppid)
-            .is_none_or(|parent| parent.comm != "dhcpcd")
-    })
+    scan.named("dhcpcd")
+        .filter(|p| {
+            scan.get(p.ppid)
+                .is_none_or(|parent| parent.comm != "dhcpcd")
+        })
+        .filter(|p| !is_helper(&p.argv))
+}
+
+fn is_helper(argv: &[String]) -> bool {
+    let [title] = argv else { return false };
+    title
+        .strip_prefix("dhcpcd: ")
+        .and_then(|t| t.split_whitespace().next())
+        .is_some_and(|first| first.starts_with('[') && first != "[manager]")
 }
 
 #[cfg(test)]
@@ -553,6 +565,22 @@ mod tests {
         );
         assert_eq!(pid_file("sock"), None);
         assert_eq!(pid_file("eth0.sock"), None);
+    }
+
+    #[test]
+    fn helpers_are_no_daemons() {
+        assert!(is_helper(&words(&[
+            "dhcpcd: [privileged proxy] eth0 [ip4] [ip6]"
+        ])));
+        assert!(is_helper(&words(&[
+            "dhcpcd: [network proxy] 198.51.100.122"
+        ])));
+        assert!(is_helper(&words(&[
+            "dhcpcd: [BPF ARP] eth0 198.51.100.122"
+        ])));
+        assert!(!is_helper(&words(&["dhcpcd: [manager] [ip4] [ip6]"])));
+        assert!(!is_helper(&words(&["dhcpcd: eth0 [ip4] [ip6]"])));
+        assert!(!is_helper(&words(&["dhcpcd", "-q", "-b"])));
     }
 
     #[test]

@@ -126,11 +126,34 @@ pub(crate) fn split_cmdline(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// Whether `pid` sees the same file at `path` as env-qemu does: the process may live in
-/// another mount namespace (its own /run) or under another root. Compared at the deepest
-/// ancestor of `path` the process sees; when the process cannot be looked at (gone,
-/// not permitted), the answer is yes, there being nothing better to go by.
-pub(crate) fn sees_same(pid: u32, path: &Path) -> bool {
+/// Whether `pid` sees the same file at `path` as env-qemu does. In the same mount
+/// namespace it does (a chroot aside: dhcpcd's manager and helpers run chrooted in the
+/// dhcpcd user's home, while its files are written by its privileged, unchrooted part).
+/// In another (a confined daemon, a service's private mounts), `path` is looked up through
+/// the root of a process of that namespace that is not chrooted, `pid` or one of `scan`,
+/// and compared at its deepest ancestor that exists there; without such a process, no.
+/// When the process cannot be looked at (gone, not permitted), the answer is yes, there
+/// being nothing better to go by.
+pub(crate) fn sees_same(scan: &Scan, pid: u32, path: &Path) -> bool {
+    let mnt = |p: &str| {
+        fs::metadata(format!("/proc/{p}/ns/mnt"))
+            .map(|m| m.ino())
+            .ok()
+    };
+    let theirs = mnt(&pid.to_string());
+    if theirs.is_none() || theirs == mnt("self") {
+        return true;
+    }
+    let unrooted = std::iter::once(pid)
+        .chain(scan.procs.iter().map(|p| p.pid))
+        .filter(|q| mnt(&q.to_string()) == theirs)
+        .find(|q| fs::read_link(format!("/proc/{q}/root")).is_ok_and(|r| r == Path::new("/")));
+    unrooted.is_some_and(|q| same_file_through(q, path))
+}
+
+/// `path` through `/proc/PID/root`, compared with env-qemu's at the deepest ancestor
+/// that exists there.
+fn same_file_through(pid: u32, path: &Path) -> bool {
     let root = PathBuf::from(format!("/proc/{pid}/root"));
     let mut at = path;
     loop {
@@ -417,10 +440,21 @@ mod tests {
 
     #[test]
     fn this_process_sees_its_own_files() {
-        assert!(sees_same(std::process::id(), Path::new("/proc/self")));
+        let none = Scan::default();
         assert!(sees_same(
+            &none,
             std::process::id(),
-            Path::new("/no/such/file/here")
+            Path::new("/proc/self")
+        ));
+        assert!(sees_same(
+            &none,
+            std::process::id(),
+            Path::new("/no/such/file")
+        ));
+        assert!(same_file_through(std::process::id(), Path::new("/etc")));
+        assert!(same_file_through(
+            std::process::id(),
+            Path::new("/etc/no/such")
         ));
     }
 
