@@ -224,7 +224,8 @@ pub enum TapCommand {
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// The uplink to check [default: the one carrying the default route]
+    /// The uplink to check [default: `uplink` in the config file, or the one carrying the
+    /// default route]
     pub iface: Option<String>,
 }
 

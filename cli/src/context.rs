@@ -1,9 +1,9 @@
-//! Everything a subcommand needs: the kernel of the target namespace, its identity, the
-//! state file, the configured defaults.
+//! Everything a subcommand needs: the kernel of the target namespace, the programs that
+//! manage its interfaces, its identity, the state file, the configured defaults.
 
 use std::path::{Path, PathBuf};
 
-use env_qemu_backend_netlink::NetlinkKernel;
+use env_qemu_backend_netlink::{NetlinkKernel, SystemHost};
 use env_qemu_core::commands::Env;
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{parse_size, IfName};
@@ -42,6 +42,10 @@ impl Config {
 
 pub struct Ctx {
     pub kernel: NetlinkKernel,
+    /// The programs of the same namespace (dhcpcd, dhclient…), seen from env-qemu's own
+    /// mount namespace: with `--netns NAME` a daemon confined to another mount namespace
+    /// is reported as out of sight, not taken for absent.
+    pub host: SystemHost,
     /// The namespace's inode and cookie, read inside it (see [`NetnsId`]).
     pub netns: NetnsId,
     /// Its text, `net:[4026532840] cookie 4097`: what a state records and commands compare.
@@ -97,9 +101,12 @@ impl Ctx {
                 ),
             ));
         }
-        let kernel = match &g.netns {
-            Some(_) => NetlinkKernel::in_netns_path(&ns_path)?,
-            None => NetlinkKernel::current()?,
+        let (kernel, host) = match &g.netns {
+            Some(_) => (
+                NetlinkKernel::in_netns_path(&ns_path)?,
+                SystemHost::in_netns_path(&ns_path)?,
+            ),
+            None => (NetlinkKernel::current()?, SystemHost::current()?),
         };
         // Read by the thread that lives in the namespace: the one the kernel acts on, even
         // if /run/netns/NAME was bound to another since it was opened.
@@ -107,6 +114,7 @@ impl Ctx {
         let netns_id = netns.to_string();
         Ok(Ctx {
             kernel,
+            host,
             netns,
             netns_id,
             netns_label,
@@ -124,7 +132,7 @@ impl Ctx {
     ) -> Env<'a> {
         Env {
             kernel: &self.kernel,
-            host: &env_qemu_core::host::NoHost,
+            host: &self.host,
             store,
             netns: self.netns_id.clone(),
             observer,

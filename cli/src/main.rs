@@ -5,6 +5,7 @@ mod args;
 mod cmd;
 mod context;
 mod exit;
+mod managers;
 mod output;
 mod statedir;
 

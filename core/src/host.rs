@@ -210,6 +210,9 @@ impl Host for NoHost {
             ErrorKind::Unsupported,
             op.object(),
             "no manager of the host is reachable from here",
+        )
+        .with_fix(
+            "stop the program that manages the interface yourself, then run the command again",
         ))
     }
 }

@@ -74,9 +74,9 @@ impl ErrorKind {
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::PermissionDenied => "permission denied",
             ErrorKind::Busy => "busy",
-            ErrorKind::Unsupported => "not supported by this kernel",
+            ErrorKind::Unsupported => "not supported",
             ErrorKind::Invalid => "rejected as invalid",
-            ErrorKind::Unavailable => "kernel unreachable",
+            ErrorKind::Unavailable => "out of reach",
             ErrorKind::Other => "failed",
         }
     }
@@ -110,6 +110,10 @@ pub struct KernelError {
     pub errno: Option<i32>,
     /// The kernel's extended ack message, if any ("Nexthop has invalid gateway").
     pub detail: Option<String>,
+    /// The fix, when the kind's own hint does not fit the object: failures of the host's
+    /// programs (a dhcpcd control socket, a PID to signal) are no netlink refusals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 impl KernelError {
@@ -120,6 +124,7 @@ impl KernelError {
             object: object.into(),
             errno: Some(errno),
             detail,
+            fix: None,
         }
     }
 
@@ -129,7 +134,14 @@ impl KernelError {
             object: object.into(),
             errno: None,
             detail: Some(detail.into()),
+            fix: None,
         }
+    }
+
+    /// Replaces the kind's generic hint with `fix`.
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
     }
 }
 
@@ -152,7 +164,10 @@ impl fmt::Display for KernelError {
             (None, Some(d)) => write!(f, " ({d})")?,
             (None, None) => {}
         }
-        write!(f, "; {}", self.kind.hint())
+        match &self.fix {
+            Some(fix) => write!(f, "; {fix}"),
+            None => write!(f, "; {}", self.kind.hint()),
+        }
     }
 }
 
@@ -205,6 +220,21 @@ mod tests {
             "route default via 192.0.2.1 dev lepont table 100: unreachable \
              (ENETUNREACH: Nexthop has invalid gateway); the gateway must be on a subnet of an \
              up device (or the route needs `onlink`)"
+        );
+    }
+
+    #[test]
+    fn a_fix_replaces_the_kinds_hint() {
+        let e = KernelError::from_errno(
+            libc::ECONNREFUSED,
+            "dhcpcd control socket /run/dhcpcd/sock",
+            Some("connect".into()),
+        )
+        .with_fix("dhcpcd is not running: start it, or run without it");
+        assert_eq!(
+            e.to_string(),
+            "dhcpcd control socket /run/dhcpcd/sock: out of reach (ECONNREFUSED: connect); \
+             dhcpcd is not running: start it, or run without it"
         );
     }
 

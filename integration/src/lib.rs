@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod dnsmasq;
 pub mod guard;
 pub mod guest;
+pub mod host_lab;
 pub mod ipjson;
 pub mod netns;
 pub mod probe;

@@ -10,6 +10,7 @@ use env_qemu_core::Kernel;
 use crate::args::DoctorArgs;
 use crate::context::{ifname, Ctx};
 use crate::exit::{Code, Failure};
+use crate::managers;
 use crate::output::Out;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -113,14 +114,6 @@ fn uplink(net: &NetState, name: &IfName) -> Vec<Check> {
             format!("{name} ({}) can be bridged", l.kind.name()),
         ));
     }
-    if Path::new("/run/NetworkManager").exists() {
-        out.push(check("network managers", Verdict::Warn, format!("NetworkManager runs: it may reconfigure {name} while bridged; mark it unmanaged during use (`nmcli device set {name} managed no`) and back after stop")));
-    }
-    if let Some(state) = read(format!("/run/systemd/netif/links/{}", l.index)) {
-        if state.contains("ADMIN_STATE=configured") || state.contains("ADMIN_STATE=configuring") {
-            out.push(check("network managers", Verdict::Warn, format!("systemd-networkd manages {name}: add `Unmanaged=yes` in a .network file for it, or `networkctl reconfigure` after stop")));
-        }
-    }
     out
 }
 
@@ -133,15 +126,81 @@ fn firewall() -> Check {
     }
 }
 
+/// Who manages the uplink, what start will do with each, and what stands in the way: a
+/// dhcpcd whose control channel is stuck fails; a program start refuses, or one out of
+/// env-qemu's sight, warns.
+async fn manager_checks(ctx: &Ctx, dev: &IfName) -> Vec<Check> {
+    let report = match managers::report(ctx, std::slice::from_ref(dev)).await {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![check(
+                "manager",
+                Verdict::Warn,
+                format!(
+                    "could not look for the programs that manage {dev}: {}",
+                    e.message
+                ),
+            )]
+        }
+    };
+    let mut out = Vec::new();
+    if report.unreadable > 0 && !nix::unistd::geteuid().is_root() {
+        out.push(check(
+            "manager",
+            Verdict::Warn,
+            format!(
+                "{} processes of other users could not be looked at: run doctor as root to see every program that may manage {dev}",
+                report.unreadable
+            ),
+        ));
+    }
+    if report.managers.is_empty() {
+        out.push(check(
+            "manager",
+            Verdict::Ok,
+            format!("nothing manages {dev} (static configuration): start moves its addresses and routes as they are"),
+        ));
+    }
+    for m in &report.managers {
+        let verdict = if m.handover {
+            Verdict::Ok
+        } else {
+            Verdict::Warn
+        };
+        out.push(check(
+            "manager",
+            verdict,
+            format!("{}; start: {}", m.manages, m.start),
+        ));
+    }
+    for p in &report.problems {
+        let verdict = if p.stuck {
+            Verdict::Fail
+        } else {
+            Verdict::Warn
+        };
+        out.push(check("manager", verdict, p.message.clone()));
+    }
+    out
+}
+
 pub async fn run(ctx: &Ctx, out: Out, a: &DoctorArgs) -> Result<(), Failure> {
     let net = ctx.kernel.dump().await?;
     let mut checks = vec![tun(), bridge_support(), privileges()];
-    match a.iface.as_deref().map(ifname).transpose()? {
-        Some(n) => checks.extend(uplink(&net, &n)),
+    let configured = a.iface.as_deref().or(ctx.config.uplink.as_deref());
+    let dev = match configured.map(ifname).transpose()? {
+        Some(n) => Some(n),
         None => match default_uplink(&net) {
-            Ok(n) => checks.extend(uplink(&net, &n)),
-            Err(e) => checks.push(check("uplink", Verdict::Warn, e.to_string())),
+            Ok(n) => Some(n),
+            Err(e) => {
+                checks.push(check("uplink", Verdict::Warn, e.to_string()));
+                None
+            }
         },
+    };
+    if let Some(n) = &dev {
+        checks.extend(uplink(&net, n));
+        checks.extend(manager_checks(ctx, n).await);
     }
     checks.push(firewall());
     if out.json {

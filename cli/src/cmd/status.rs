@@ -9,10 +9,12 @@ use env_qemu_core::state::{Phase, State};
 use env_qemu_core::store::StateStore;
 use env_qemu_core::Kernel;
 
-use crate::context::Ctx;
+use crate::context::{ifname, Ctx};
 use crate::exit::Failure;
+use crate::managers::{self, ManagerLine, ProblemLine, Report};
 use crate::output::Out;
 use crate::statedir::StaleFile;
+use env_qemu_core::plan::default_uplink;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -34,6 +36,11 @@ pub struct Status {
     pub interrupted_at: Option<String>,
     /// State files of network namespaces that no longer exist (every bridge).
     pub stale: Vec<StaleFile>,
+    /// Who manages the uplink (the configured one, or the one carrying the default
+    /// route) and, once started, the bridge; what start does with each.
+    pub managers: Vec<ManagerLine>,
+    /// What keeps one of them from being handed over.
+    pub manager_problems: Vec<ProblemLine>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +55,7 @@ pub fn status(
     state: Option<&State>,
     live: &NetState,
     stale: Vec<StaleFile>,
+    report: Report,
 ) -> Status {
     let br = &ctx.bridge;
     let ports: Vec<IfName> = live.ports_of(br).map(|l| l.name.clone()).collect();
@@ -89,6 +97,21 @@ pub fn status(
             .and_then(|s| s.journal.last())
             .map(|j| format!("{} step {}/{}: {}", j.command, j.step, j.of, j.op)),
         stale,
+        managers: report.managers,
+        manager_problems: report.problems,
+    }
+}
+
+/// The devices whose managers status shows: the uplink and the bridge once started;
+/// before, the configured uplink or the one carrying the default route (none if that is
+/// ambiguous: start would ask for a name).
+fn managed_devices(ctx: &Ctx, state: Option<&State>, live: &NetState) -> Vec<IfName> {
+    if let Some(s) = state {
+        return vec![s.request.uplink.clone(), ctx.bridge.clone()];
+    }
+    match ctx.config.uplink.as_deref() {
+        Some(u) => ifname(u).into_iter().collect(),
+        None => default_uplink(live).into_iter().collect(),
     }
 }
 
@@ -107,12 +130,15 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
     };
     let stale = ctx.stale_files().await?;
     let live = ctx.kernel.dump().await?;
+    let devs = managed_devices(ctx, state.as_ref(), &live);
+    let report = managers::report(ctx, &devs).await?;
     let s = status(
         ctx,
         found.store.path().display().to_string(),
         state.as_ref(),
         &live,
         stale,
+        report,
     );
     if out.json {
         println!(
@@ -123,6 +149,7 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
     }
     if !s.started {
         println!("env-qemu is not started on {} ({}).", s.bridge, s.netns);
+        print_managers(&s);
         print_stale(&s.stale);
         return Ok(());
     }
@@ -163,8 +190,19 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
             println!("  - {d}");
         }
     }
+    print_managers(&s);
     print_stale(&s.stale);
     Ok(())
+}
+
+fn print_managers(s: &Status) {
+    for m in &s.managers {
+        println!("manager  {}", m.manages);
+        println!("         start: {}", m.start);
+    }
+    for p in &s.manager_problems {
+        println!("problem  {}", p.message);
+    }
 }
 
 fn print_stale(stale: &[StaleFile]) {

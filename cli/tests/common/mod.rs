@@ -16,6 +16,7 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 pub const BRIDGE: &str = "lepont";
 
+#[allow(unused_imports)] // not every test file settles a namespace
 pub use env_qemu_integration::session::{settled_state as settled, TestDir as TempDir};
 
 /// What one run of the binary did.

@@ -1,0 +1,132 @@
+//! Who manages the uplink and what start will do with it, for `doctor` and `status`:
+//! the host's programs as [`SystemHost`] detects them, plus the kernel's own SLAAC when
+//! `accept_ra` and `autoconf` are on.
+//!
+//! [`SystemHost`]: env_qemu_backend_netlink::SystemHost
+
+use serde::Serialize;
+
+use env_qemu_backend_netlink::ProblemKind;
+use env_qemu_core::host::Client;
+use env_qemu_core::model::{IfName, Knob, SysctlKey};
+use env_qemu_core::Kernel;
+
+use crate::context::Ctx;
+use crate::exit::Failure;
+
+/// One program managing one device, and what start does with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManagerLine {
+    /// `dhcpcd (manager, pid 812) manages eth0`.
+    pub manages: String,
+    /// `handed over to the bridge`, `start refuses unless --force (issue 11)`…
+    pub start: String,
+    /// Whether start can go ahead with it.
+    pub handover: bool,
+}
+
+/// Something that keeps a manager from being handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProblemLine {
+    pub dev: IfName,
+    /// A dhcpcd control channel that does not answer: start cannot work until it is
+    /// restarted. Otherwise the program is out of sight (another mount namespace).
+    pub stuck: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub managers: Vec<ManagerLine>,
+    pub problems: Vec<ProblemLine>,
+    /// Processes whose namespace could not be read: other users' when not root (a
+    /// dhcpcd manager runs as user dhcpcd), so something may be missing above.
+    #[serde(skip)]
+    pub unreadable: usize,
+}
+
+const HANDED_OVER: &str = "handed over to the bridge";
+const REFUSED: &str = "refuses unless --force (issue 11)";
+
+/// What start does with `client`.
+fn start_line(client: &Client) -> (&'static str, bool) {
+    match client {
+        Client::Dhcpcd { .. } | Client::Dhclient { .. } => (HANDED_OVER, true),
+        Client::NetworkManager { .. } | Client::Networkd | Client::Unknown { .. } => {
+            (REFUSED, false)
+        }
+    }
+}
+
+/// The managers of `devs` on the namespace `ctx` acts on.
+pub async fn report(ctx: &Ctx, devs: &[IfName]) -> Result<Report, Failure> {
+    let found = ctx.host.detect(devs).await?;
+    let mut managers = Vec::new();
+    for dev in devs {
+        for client in found.managers.of(dev) {
+            let (start, handover) = start_line(client);
+            managers.push(ManagerLine {
+                manages: format!("{} manages {dev}", client.describe()),
+                start: start.into(),
+                handover,
+            });
+        }
+        if slaac(ctx, dev).await {
+            managers.push(ManagerLine {
+                manages: format!("the kernel (SLAAC) manages {dev}'s IPv6 addresses"),
+                start: "taken over by the bridge (accept_ra and autoconf copied to it)".into(),
+                handover: true,
+            });
+        }
+    }
+    let problems = found
+        .problems
+        .iter()
+        .map(|p| ProblemLine {
+            dev: p.dev.clone(),
+            stuck: matches!(p.kind, ProblemKind::NoAnswer { .. }),
+            message: p.to_string(),
+        })
+        .collect();
+    Ok(Report {
+        managers,
+        problems,
+        unreadable: found.unreadable,
+    })
+}
+
+/// Whether the kernel configures `dev` from router advertisements itself. A device that
+/// does not exist, or has no IPv6, does not.
+async fn slaac(ctx: &Ctx, dev: &IfName) -> bool {
+    let on = |v: Result<String, _>| v.is_ok_and(|v: String| v.trim() != "0");
+    on(ctx
+        .kernel
+        .read_sysctl(&SysctlKey::new(dev, Knob::Ipv6AcceptRa))
+        .await)
+        && on(ctx
+            .kernel
+            .read_sysctl(&SysctlKey::new(dev, Knob::Ipv6Autoconf))
+            .await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_start_does() {
+        let dhcpcd = Client::Dhcpcd {
+            mode: env_qemu_core::host::DhcpcdMode::Manager,
+            socket: "/run/dhcpcd/sock".into(),
+            pid: 812,
+            lease: None,
+        };
+        assert_eq!(start_line(&dhcpcd), (HANDED_OVER, true));
+        assert_eq!(start_line(&Client::Networkd), (REFUSED, false));
+        let unknown = Client::Unknown {
+            name: "udhcpc".into(),
+            pid: Some(7),
+        };
+        assert_eq!(start_line(&unknown), (REFUSED, false));
+    }
+}
