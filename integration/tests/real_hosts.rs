@@ -97,7 +97,10 @@ fn comes_up_confined_and_leaves_nothing(
         }
         // The holder's mounts are named after the test: ci/check-leftovers finds a daemon
         // that outlived its test by its mount namespace.
-        assert_eq!(test_of(host.holder().pid()).as_deref(), Some(host.ns().name()));
+        assert_eq!(
+            test_of(host.holder().pid()).as_deref(),
+            Some(host.ns().name())
+        );
         assert_eq!(
             test_of(lan.dnsmasq_pid()).as_deref(),
             Some(lan.router().name())

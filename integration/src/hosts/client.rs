@@ -545,7 +545,7 @@ impl Drop for ClientHost {
         for line in end_all_in(self.ns.name(), &[holder], Duration::from_secs(5)) {
             eprintln!("host drop: {line}");
         }
-        // Reaps the launchers (already ended, or ended now by PID: our children).
+        // Reaps the launchers (our children, ended above or by themselves).
         self.launched.clear();
         self.holder.terminate();
         let left = pids_in(self.ns.name());

@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::guard::{wait_until, ChildGuard};
-use crate::hosts::process::{netns_of, ns_id};
+use crate::hosts::process::{end_pids, netns_of, ns_id};
 use crate::TestNs;
 
 /// The system bus address inside the holder: a path in its private `/run`.
@@ -82,6 +82,7 @@ exec sleep infinity
 #[derive(Debug)]
 pub struct Holder {
     process: ChildGuard,
+    ended: bool,
     netns: String,
     mnt: String,
     uts: String,
@@ -133,6 +134,7 @@ impl Holder {
         let pid = process.pid();
         let ns_of = |kind: &str| ns_id(pid, kind).expect("holder runs");
         let holder = Holder {
+            ended: false,
             netns: ns.name().to_string(),
             mnt: ns_of("mnt"),
             uts: ns_of("uts"),
@@ -169,16 +171,37 @@ impl Holder {
         &self.uts
     }
 
-    /// Ends the holder (SIGTERM, then SIGKILL). Its mount namespace, and every mount in
-    /// it, goes once no daemon is left in it either.
+    /// Ends the holder by PID (SIGTERM, then SIGKILL), once `ip netns identify` has named
+    /// the test's namespace. Its mount namespace, and every mount in it, goes once no
+    /// daemon is left in it either. No command can be run inside afterwards.
     pub fn terminate(&mut self) {
-        self.process.terminate(Duration::from_secs(5));
+        self.ended = true;
+        for line in end_pids(&self.netns, &[self.pid()], Duration::from_secs(5)) {
+            eprintln!("holder: {line}");
+        }
+        // Reaps it (our child); SIGKILL only if it is still there, which the above makes
+        // unlikely.
+        self.process.terminate(Duration::from_secs(1));
+    }
+
+    /// Panics unless the holder still runs in the namespaces it was started in: a command
+    /// must never enter another process's namespaces through a recycled PID.
+    fn check_alive(&self) {
+        assert!(!self.ended, "the holder of {} was ended", self.netns);
+        let pid = self.pid();
+        assert_eq!(
+            ns_id(pid, "mnt").as_deref(),
+            Some(self.mnt.as_str()),
+            "the holder of {} (pid {pid}) is gone",
+            self.netns
+        );
     }
 
     /// `nsenter -t HOLDER -n -m -u -- PROGRAM`: a command inside the host's network
     /// namespace and the holder's mount and UTS namespaces, with the system bus set to the
     /// private one (a path in the private /run: nothing reaches the machine's bus).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        self.check_alive();
         let mut cmd = Command::new("nsenter");
         cmd.args(["-t", &self.pid().to_string(), "-n", "-m", "-u", "--"])
             .arg(program)

@@ -267,9 +267,9 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        // dnsmasq is our child (ChildGuard); anything else in the router or the far
-        // namespace (a test's stray process) is ended by PID after `ip netns identify`.
-        self.dnsmasq.terminate(Duration::from_secs(5));
+        // dnsmasq and anything else in the router or the far namespace (a test's stray
+        // process) is ended by PID after `ip netns identify`; then dnsmasq, our child, is
+        // reaped by its guard.
         for ns in [&self.router, &self.far] {
             for line in end_all_in(ns.name(), &[], Duration::from_secs(3)) {
                 eprintln!("lan drop: {line}");

@@ -137,9 +137,9 @@ pub fn cmdline(pid: u32) -> String {
 pub fn run_mount_source(pid: u32) -> Option<String> {
     let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
     info.lines()
+        .rev()
         .filter(|l| l.split(' ').nth(4) == Some("/run"))
-        .filter_map(|l| l.split(" - ").nth(1)?.split(' ').nth(1).map(str::to_string))
-        .last()
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').nth(1).map(str::to_string))
 }
 
 /// The test namespace a process serves (`eqt-<pid>-<n>`), read from the names of the
@@ -170,15 +170,36 @@ pub fn describe(pid: u32) -> String {
 /// meanwhile). Each is checked to be in `netns` first. Returns what it did, one line per
 /// process, for the test's log.
 pub fn end_all_in(netns: &str, keep: &[u32], grace: Duration) -> Vec<String> {
+    let list = || -> Vec<u32> {
+        pids_in(netns)
+            .into_iter()
+            .filter(|p| !keep.contains(p))
+            .collect()
+    };
+    let mut report = end(netns, &list, grace);
+    let left: Vec<String> = list().into_iter().map(describe).collect();
+    if !left.is_empty() {
+        report.push(format!("still in {netns} after SIGKILL: {left:?}"));
+    }
+    report
+}
+
+/// Ends the processes `pids` like [`end_all_in`], each checked to be in `netns` first.
+pub fn end_pids(netns: &str, pids: &[u32], grace: Duration) -> Vec<String> {
+    end(netns, &|| pids.to_vec(), grace)
+}
+
+fn end(netns: &str, list: &dyn Fn() -> Vec<u32>, grace: Duration) -> Vec<String> {
     let mut report = Vec::new();
     for (signal, wait) in [
         (Signal::SIGTERM, grace),
         (Signal::SIGKILL, Duration::from_secs(5)),
     ] {
-        let held: Vec<NsProcess> = pids_in(netns)
+        let held: Vec<NsProcess> = list()
             .into_iter()
-            .filter(|p| !keep.contains(p) && *p != std::process::id())
+            .filter(|p| *p != std::process::id())
             .filter_map(NsProcess::open)
+            .filter(|p| !p.has_exited())
             .collect();
         if held.is_empty() {
             return report;
@@ -200,14 +221,6 @@ pub fn end_all_in(netns: &str, keep: &[u32], grace: Duration) -> Vec<String> {
         for p in &sent {
             p.wait_exit(deadline.saturating_duration_since(Instant::now()));
         }
-    }
-    let left: Vec<String> = pids_in(netns)
-        .into_iter()
-        .filter(|p| !keep.contains(p))
-        .map(describe)
-        .collect();
-    if !left.is_empty() {
-        report.push(format!("still in {netns} after SIGKILL: {left:?}"));
     }
     report
 }
