@@ -18,8 +18,10 @@
 //! `env-qemu-test-NETNS-…` (NETNS = `eqt-<test pid>-<n>`); nothing appears in the
 //! machine's. Every process of the host shares the holder's mount namespace, whose
 //! /proc/PID/mountinfo names the test it belongs to: `ci/check-leftovers` finds a daemon
-//! that outlived its test process by it ([`crate::hosts::process::test_of`]). The holder refuses to mount anything if its network
-//! or mount namespace is the caller's or PID 1's.
+//! that outlived its test process by it ([`crate::hosts::process::test_of`]).
+//!
+//! The holder refuses to mount anything if its network, mount or UTS namespace is the
+//! caller's or PID 1's; the caller checks again from outside once it is set up.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -78,7 +80,8 @@ fi
 exec sleep infinity
 "#;
 
-/// The holder process (`sleep infinity` once set up), ended on drop.
+/// The holder process (`sleep infinity` once set up), ended on drop (by PID, after
+/// `ip netns identify`, like the daemons).
 #[derive(Debug)]
 pub struct Holder {
     process: ChildGuard,
@@ -261,5 +264,13 @@ impl Holder {
             .expect("write to the holder");
         let status = child.wait().expect("wait nsenter sh");
         assert!(status.success(), "writing {path} in the holder: {status}");
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.terminate();
+        }
     }
 }
