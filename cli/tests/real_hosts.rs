@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::{wait_until, ChildGuard};
+use env_qemu_integration::hosts::process::NsProcess;
 use env_qemu_integration::hosts::{
     ClientHost, EnvQemuRun, Footprint, HostSpec, Lan, LanSpec, LogMark, Manager, PingReport,
     Pinger, Up, ROUTER_V4,
@@ -200,7 +201,8 @@ fn start_status_stop(test: &str, manager: Manager) {
          the case this test is about",
         s.at()
     );
-    let daemon = s.host.daemon_pid();
+    // Held by a pidfd from before stop, so its exit is seen even if the PID is reused.
+    let daemon = s.host.daemon_pid().and_then(NsProcess::open);
     let log = s.host.daemon_log().unwrap();
     let released = log.mark();
     let stop = s.env_qemu(&["stop"]);
@@ -237,13 +239,13 @@ fn start_status_stop(test: &str, manager: Manager) {
             );
         }
     }
-    // What dhcpcd makes of the release, observed (not asserted: dhcpcd's doing).
+    // What dhcpcd makes of the release, observed (not asserted: dhcpcd's doing): a new
+    // lease on eth0, or its exit.
     let settled = wait_until(Duration::from_secs(8), || {
-        let since = log.since(released);
-        (since.contains("leased") || since.contains("dhcpcd exited")).then_some(())
+        let exited = daemon.as_ref().is_some_and(NsProcess::has_exited);
+        (exited || log.since(released).contains("leased")).then_some(())
     });
-    let alive = daemon.and_then(env_qemu_integration::hosts::process::NsProcess::open);
-    let still = alive.as_ref().is_some_and(|p| !p.has_exited());
+    let still = daemon.as_ref().is_some_and(|p| !p.has_exited());
     eprintln!(
         "[{}] after stop: dhcpcd {} ({}); eth0 {}",
         s.at(),
