@@ -3,7 +3,8 @@
 //! [`env_qemu_core::model::NetState`] without the netlink backend ([`ipjson`]), a private
 //! tmpfs ([`TestTmpfs`]), the skip policy ([`require_netns!`], [`require_tun!`]), env-qemu's
 //! commands on a test namespace ([`Session`]) and a fixed-rate UDP echo for blackout
-//! measurements ([`stream`]).
+//! measurements ([`stream`]); hosts whose NIC is owned by real daemons (dhcpcd, dhclient,
+//! NetworkManager, kernel SLAAC) confined in namespaces, on a LAN with dnsmasq ([`hosts`]).
 //!
 //! Nothing here touches the machine's own network namespace or /dev/shm.
 
@@ -14,6 +15,7 @@ pub mod dnsmasq;
 pub mod guard;
 pub mod guest;
 pub mod host_lab;
+pub mod hosts;
 pub mod ipjson;
 pub mod netns;
 pub mod probe;
