@@ -131,13 +131,13 @@ fn drift_made_by_hand_shows_in_status_and_stop_repairs_it() {
     assert!(
         drift
             .iter()
-            .any(|d| d.contains("198.51.100.0/24") && d.contains("missing")),
+            .any(|d| d.contains("198.51.100.0/24") && d.contains("found absent")),
         "the deleted route: {drift:?}"
     );
     assert!(
         drift
             .iter()
-            .any(|d| d.contains("tap7") && d.contains("gone")),
+            .any(|d| d.contains("tap7") && d.contains("found absent")),
         "the vanished tap: {drift:?}"
     );
     let text = eq.ok(&["status"]).stdout;

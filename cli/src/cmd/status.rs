@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use env_qemu_core::commands;
 use env_qemu_core::model::{format_size, IfName, NetState};
-use env_qemu_core::plan::drift;
 use env_qemu_core::state::{Phase, State};
 use env_qemu_core::store::StateStore;
 use env_qemu_core::Kernel;
@@ -54,22 +53,11 @@ pub fn status(
     path: String,
     state: Option<&State>,
     live: &NetState,
-    stale: Vec<StaleFile>,
-    report: Report,
+    (stale, report, drift): (Vec<StaleFile>, Report, Vec<String>),
 ) -> Status {
     let br = &ctx.bridge;
     let ports: Vec<IfName> = live.ports_of(br).map(|l| l.name.clone()).collect();
     let uplink = state.map(|s| s.request.uplink.clone());
-    let drift = match state {
-        Some(s) if s.phase == Phase::Running => {
-            let live = env_qemu_core::model::Snapshot {
-                net: live.clone(),
-                ..Default::default()
-            };
-            drift(&s.pre, &s.request, &s.taps, &live)
-        }
-        _ => vec![],
-    };
     Status {
         netns: ctx.netns_label.clone(),
         netns_inode: ctx.netns.inode,
@@ -132,13 +120,26 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
     let live = ctx.kernel.dump().await?;
     let devs = managed_devices(ctx, state.as_ref(), &live);
     let report = managers::report(ctx, &devs).await?;
+    // What differs from the bridged state, from a look at the objects env-qemu set up
+    // (the same comparison start verified with).
+    let drift = match &state {
+        Some(st) if st.phase == Phase::Running => {
+            let mut observer = |_: env_qemu_core::exec::Event<'_>| {};
+            let env = ctx.env(&found.store, &mut observer);
+            commands::drift(&env, st)
+                .await?
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let s = status(
         ctx,
         found.store.path().display().to_string(),
         state.as_ref(),
         &live,
-        stale,
-        report,
+        (stale, report, drift),
     );
     if out.json {
         println!(

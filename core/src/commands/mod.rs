@@ -2,6 +2,7 @@
 //! The CLI and the property tests drive env-qemu through these, so both exercise the same
 //! paths.
 
+mod drift;
 mod error;
 mod journal;
 mod made;
@@ -11,6 +12,7 @@ mod stop;
 mod tap;
 mod uplink;
 
+pub use drift::drift;
 pub use error::{CommandError, Unreached};
 pub use made::{delete_tap, make_tap, Made, TapRequest, TAP_PREFIX};
 pub use run::{join, leave, Joined, Left, RunRequest};

@@ -4,7 +4,6 @@
 //! Nothing here talks to a kernel; everything is data, so plans are golden-tested as the
 //! `ip` commands they render to.
 
-mod drift;
 mod error;
 mod host;
 mod neigh;
@@ -21,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Address, Family, IfName, Knob, Neighbour, Route, Snapshot};
 use crate::op::{LinkChange, LinkSpec, Op};
 
-pub use drift::drift;
 pub use error::PlanError;
 pub(crate) use host::handed;
 pub use host::moved_argv;
@@ -233,14 +231,17 @@ fn ra_metric(s: &Snapshot, dev: &IfName) -> u32 {
         .unwrap_or(1024)
 }
 
-/// Two `proto dhcp` routes the same but for their metric: dhcpcd, handed over to the
-/// bridge, swaps env-qemu's copies of its routes for its own at metric 1000 + the
+/// Two routes of a DHCP client the same but for their metric: dhcpcd, handed over to
+/// the bridge, swaps env-qemu's copies of its routes for its own at metric 1000 + the
 /// bridge's ifindex once it has its lease there (measured), and back on the NIC at
-/// stop. Such a route is the same route to the host.
+/// stop: its `proto dhcp` IPv4 routes, and the `proto ra` routes of its own SLAAC (which
+/// do not expire, unlike the kernel's). Such a route is the same route to the host.
 pub fn same_lease_route(a: &Route, b: &Route) -> bool {
-    let dhcp = crate::model::RouteProtocol::Dhcp;
-    a.protocol == dhcp
-        && b.protocol == dhcp
+    use crate::model::RouteProtocol::{Dhcp, Ra};
+    let client = |r: &Route| r.protocol == Dhcp || (r.protocol == Ra && r.expires.is_none());
+    client(a)
+        && client(b)
+        && a.protocol == b.protocol
         && same_route(&a.clone().metric(0), &b.clone().metric(0))
 }
 
@@ -248,4 +249,23 @@ pub fn same_lease_route(a: &Route, b: &Route) -> bool {
 /// its own routes (dhcpcd): then [`same_lease_route`] is how its routes compare.
 pub fn client_makes_routes(pre: &Snapshot, nic: &IfName) -> bool {
     handed(pre, nic).any(|c| matches!(c, crate::host::Client::Dhcpcd { .. }))
+}
+
+/// Whether `r` names as its source (`src`) an address of the NIC that is gone: on neither
+/// of the devices in `live` nor among those `added` by this plan (a lease that ended, an
+/// address its client took back). The kernel refuses such a route (EINVAL "Invalid
+/// prefsrc address") every time: it is noted, not planned.
+fn source_gone(
+    r: &Route,
+    pre: &Snapshot,
+    nic: &IfName,
+    live: &Snapshot,
+    added: &[Address],
+) -> bool {
+    let Some(src) = r.prefsrc else {
+        return false;
+    };
+    let was_nics = pre.net.addresses_of(nic).any(|a| a.ip == src);
+    let there = live.net.addresses.iter().any(|a| a.ip == src) || added.iter().any(|a| a.ip == src);
+    was_nics && !there
 }

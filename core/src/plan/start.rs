@@ -262,6 +262,11 @@ fn move_routes(
         if there || (r.protocol == RouteProtocol::Kernel && made_by(r, added)) {
             continue;
         }
+        if super::source_gone(r, pre, nic, live, added) {
+            plan.notes
+                .push(format!("{r} not moved: its source address is gone"));
+            continue;
+        }
         plan.push(if r.protocol == RouteProtocol::Kernel {
             // As the kernel adds its own: beside the same prefix of other devices (a
             // `replace` would take theirs; an IPv6 `add` is refused while they exist).

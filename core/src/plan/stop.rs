@@ -227,6 +227,11 @@ fn restore_routes(
         if live.net.routes.iter().any(there) {
             continue;
         }
+        if super::source_gone(r, pre, nic, live, readded) {
+            plan.notes
+                .push(format!("{r} not restored: its source address is gone"));
+            continue;
+        }
         if super::is_ra_default(r) {
             // A copy one metric above, with the expiry the bridge's has left: the NIC
             // takes RAs again, and the kernel adds its own at the next one.
