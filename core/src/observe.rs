@@ -46,15 +46,20 @@ async fn complete(
     devs: &[&IfName],
     tmpfs: Option<&Path>,
 ) -> Result<Snapshot, KernelError> {
-    let mut sysctls = Vec::new();
+    let mut keys: Vec<SysctlKey> = Vec::new();
     for dev in devs.iter().filter(|d| net.link(d).is_some()) {
-        for knob in KNOBS {
-            let key = SysctlKey::new(dev, knob);
-            match kernel.read_sysctl(&key).await {
-                Ok(value) => sysctls.push(SysctlValue { key, value }),
-                Err(e) if e.kind == ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        keys.extend(KNOBS.iter().map(|k| SysctlKey::new(dev, *k)));
+    }
+    // Whether DAD runs depends on `all` too (see SysctlKey::all).
+    if !keys.is_empty() {
+        keys.push(SysctlKey::all(Knob::Ipv6AcceptDad));
+    }
+    let mut sysctls = Vec::new();
+    for key in keys {
+        match kernel.read_sysctl(&key).await {
+            Ok(value) => sysctls.push(SysctlValue { key, value }),
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
     let tmpfs = match tmpfs {
@@ -91,7 +96,8 @@ pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
     out.net.links.retain(|l| &l.name == uplink);
     out.net.addresses.retain(|a| &a.dev == uplink);
     out.net.routes.retain(|r| r.via(uplink));
-    out.sysctls.retain(|v| &v.key.dev == uplink);
+    out.sysctls
+        .retain(|v| &v.key.dev == uplink || v.key == SysctlKey::all(Knob::Ipv6AcceptDad));
     // Static entries are the uplink's configuration; learnt ones a cache, not restored.
     out.neighbours
         .retain(|n| &n.dev == uplink && n.state == NudState::Permanent);

@@ -463,6 +463,7 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
         _ => None,
     };
     e.own_link_local = vec![br.clone()];
+    e.sysctls.extend(all_dad(pre));
     e.client_routes = crate::plan::client_makes_routes(pre, nic);
     for c in crate::plan::handed(pre, nic) {
         e.managed.push((nic.clone(), c.clone(), false));
@@ -500,6 +501,7 @@ pub fn restored(
         .filter(|v| &v.key.dev == nic)
         .cloned()
         .collect();
+    e.sysctls.extend(all_dad(pre));
     e.statics = crate::plan::statics_of(pre, nic).cloned().collect();
     e.tmpfs = req.shm.as_ref().and(pre.tmpfs.clone());
     e.client_routes = crate::plan::client_makes_routes(pre, nic);
@@ -625,4 +627,13 @@ pub fn holds(op: &Op, live: &Snapshot) -> bool {
             .addresses_of(dev)
             .any(|a| addresses.contains(&a.ip) && a.has(AddrFlag::Tentative)),
     }
+}
+
+/// `all.accept_dad` as saved (switched off only while addresses arrive).
+fn all_dad(pre: &Snapshot) -> Option<SysctlValue> {
+    let key = SysctlKey::all(crate::model::Knob::Ipv6AcceptDad);
+    pre.sysctl(&key).map(|v| SysctlValue {
+        key: key.clone(),
+        value: v.to_string(),
+    })
 }

@@ -56,6 +56,8 @@ async fn round_trip(topo: &Topology, uplink: &str) {
     if let Err(e) = s.start(&req).await {
         panic!("start: {e}\napplied:\n{}", s.log());
     }
+    // Read at once: the moved IPv6 addresses must be usable on the bridge now.
+    assert_ipv6_usable_at_once(&before, &host.read_state(), uplink, BRIDGE);
     assert_eq!(s.saved().map(|st| st.phase), Some(Phase::Running));
     for tap in TAPS {
         let spec = LinkSpec::Tap {
@@ -87,7 +89,7 @@ async fn round_trip(topo: &Topology, uplink: &str) {
         .unwrap_or_else(|e| panic!("stop --force: {e}\napplied:\n{}", s.log()));
     // Read at once: the restored IPv6 addresses must be usable now, not after DAD.
     let stopped = host.read_state();
-    assert_ipv6_usable_at_once(&before, &stopped, uplink);
+    assert_ipv6_usable_at_once(&before, &stopped, uplink, uplink);
     for tap in TAPS {
         assert_tap_as_before(&with_taps, &stopped, tap);
     }
@@ -177,7 +179,7 @@ fn assert_bridged(before: &NetState, now: &NetState, uplink: &str) {
     for r in before.routes_via(&nic_name) {
         let moved = r.on(&br_name);
         assert!(
-            now.routes.contains(&moved),
+            now.routes.iter().any(|l| l.same_ignoring_expiry(&moved)),
             "{r:?} not moved to {BRIDGE}; routes: {:#?}",
             now.routes
         );
@@ -198,17 +200,20 @@ fn assert_tap_as_before(with_taps: &NetState, now: &NetState, tap: &str) {
 
 /// `stop` re-adds the uplink's IPv6 addresses with DAD off for the moment (accept_dad=0):
 /// none is `tentative` right after, and none gained a `nodad` it did not have.
-fn assert_ipv6_usable_at_once(before: &NetState, stopped: &NetState, uplink: &str) {
-    let dev = n(uplink);
+fn assert_ipv6_usable_at_once(before: &NetState, now: &NetState, uplink: &str, on: &str) {
+    let on_dev = n(on);
     for a in before
-        .addresses_of(&dev)
+        .addresses_of(&n(uplink))
         .filter(|a| a.family() == Family::Inet6)
     {
-        let b = stopped
-            .addresses_of(&dev)
+        let b = now
+            .addresses_of(&on_dev)
             .find(|b| b.ip == a.ip)
-            .unwrap_or_else(|| panic!("{a:?} not restored on {uplink}"));
-        assert!(!b.has(AddrFlag::Tentative), "{b:?} tentative after stop");
+            .unwrap_or_else(|| panic!("{a:?} not on {on}"));
+        assert!(
+            !b.has(AddrFlag::Tentative),
+            "{b:?} tentative right after the command"
+        );
         assert_eq!(b.has(AddrFlag::Nodad), a.has(AddrFlag::Nodad), "{b:?}");
     }
 }
@@ -353,4 +358,25 @@ async fn static_and_dynamic_ipv6_on_one_prefix_twenty_times() {
     for _ in 0..20 {
         round_trip(&topo, "eth0").await;
     }
+}
+
+/// `net.ipv6.conf.all.accept_dad=1` (the kernel runs DAD if `all`'s or the device's own
+/// knob says so): switching the device's off is not enough there, so start and stop
+/// switch `all`'s off too while the moved IPv6 addresses arrive, and put it back. The
+/// round trip asserts the addresses usable at once after stop, and the exact restore
+/// (the knob included).
+#[tokio::test]
+async fn all_accept_dad_on() {
+    require_tun!();
+    let topo = build(HostConfig {
+        addresses: vec!["192.0.2.10/24".into(), "2001:db8::10/64".into()],
+        routes: vec![
+            format!("default via {LAN_ROUTER_V4} dev eth0"),
+            format!("default via {LAN_ROUTER_V6} dev eth0"),
+        ],
+        ..HostConfig::bare()
+    });
+    topo.host.set_sysctl("net.ipv6.conf.all.accept_dad", "1");
+    round_trip(&topo, "eth0").await;
+    assert_eq!(topo.host.sysctl("net.ipv6.conf.all.accept_dad"), "1");
 }

@@ -60,6 +60,15 @@ impl SysctlKey {
         }
     }
 
+    /// `net.ipv6.conf.all.KNOB`: for `accept_dad`, the kernel runs DAD if either this or
+    /// the device's own is at least 1.
+    pub fn all(knob: Knob) -> SysctlKey {
+        SysctlKey {
+            dev: IfName::new("all").expect("`all` is a valid interface name"),
+            knob,
+        }
+    }
+
     /// Relative to `/proc/sys`.
     pub fn proc_path(&self) -> String {
         format!("net/ipv6/conf/{}/{}", self.dev, self.knob.leaf())

@@ -269,3 +269,29 @@ fn source_gone(
     let there = live.net.addresses.iter().any(|a| a.ip == src) || added.iter().any(|a| a.ip == src);
     was_nics && !there
 }
+
+/// `all.accept_dad` around the addition of IPv6 addresses (`adding`): the kernel runs DAD
+/// if either `all`'s or the device's knob is at least 1, so switching the device's off
+/// is not enough where `all`'s is on. Returns the steps before the additions and those
+/// after them (after the wait for the kernel's DAD work); without additions, the step
+/// that puts back a value a previous round left off.
+fn all_dad(pre: &Snapshot, live: &Snapshot, adding: bool) -> (Vec<Op>, Vec<Op>) {
+    let key = crate::model::SysctlKey::all(Knob::Ipv6AcceptDad);
+    let set = |v: &str| Op::SysctlSet {
+        key: key.clone(),
+        value: v.to_string(),
+    };
+    let (was, now) = (pre.sysctl(&key), live.sysctl(&key));
+    match was {
+        Some(v) if adding && v != "0" => {
+            let before = if now == Some("0") {
+                vec![]
+            } else {
+                vec![set("0")]
+            };
+            (before, vec![set(v)])
+        }
+        Some(v) if !adding && now.is_some_and(|n| n != v) => (vec![], vec![set(v)]),
+        _ => (vec![], vec![]),
+    }
+}

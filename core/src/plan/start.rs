@@ -110,6 +110,8 @@ pub fn plan_bridged(
     if v6_coming && dad.is_some() && dad_now.as_deref() != Some("0") {
         plan.push(set_sysctl(br, Knob::Ipv6AcceptDad, "0".into()));
     }
+    let (all_off, all_back) = super::all_dad(pre, live, v6_coming);
+    plan.steps.extend(all_off);
     if was.up && !bridge.is_some_and(|b| b.up) {
         plan.push(link_set(br, LinkChange::Up));
     } else if !was.up {
@@ -124,6 +126,7 @@ pub fn plan_bridged(
         .net
         .addresses_of(nic)
         .any(|a| a.family() == Family::Inet6);
+    let mut waited = false;
     if let Some(v) = dad.filter(|_| had_v6) {
         let now = if v6_coming {
             Some("0")
@@ -133,10 +136,15 @@ pub fn plan_bridged(
         if now.is_some_and(|n| n != v) {
             if v6_coming {
                 plan.push(await_dad(br, &missing));
+                waited = true;
             }
             plan.push(set_sysctl(br, Knob::Ipv6AcceptDad, v));
         }
     }
+    if v6_coming && !waited && !all_back.is_empty() {
+        plan.push(await_dad(br, &missing));
+    }
+    plan.steps.extend(all_back);
     // Static ARP/NDP entries keep working on the bridge (deleting the NIC's last IPv4
     // address will flush its own ARP ones; stop puts them back).
     for n in neigh::statics(pre, nic) {

@@ -178,6 +178,8 @@ fn readdress_nic(
     if dad_off {
         plan.push(set_sysctl(nic, Knob::Ipv6AcceptDad, "0".into()));
     }
+    let (all_off, all_back) = super::all_dad(pre, live, v6);
+    plan.steps.extend(all_off);
     for a in &missing {
         plan.push(Op::AddrAdd { address: a.clone() });
     }
@@ -186,14 +188,20 @@ fn readdress_nic(
     } else {
         dad_live
     };
+    let mut waited = false;
     if let (Some(p), Some(n)) = (dad_pre, dad_now) {
         if p != n {
             if dad_off {
                 plan.push(await_dad(nic, &missing));
+                waited = true;
             }
             plan.push(set_sysctl(nic, Knob::Ipv6AcceptDad, p));
         }
     }
+    if v6 && !waited && !all_back.is_empty() {
+        plan.push(await_dad(nic, &missing));
+    }
+    plan.steps.extend(all_back);
     missing
 }
 
