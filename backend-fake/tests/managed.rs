@@ -205,7 +205,11 @@ async fn scenario(dhclient: bool, steps: &[Step]) {
         }
     }
     let r = run(&sim, &host, &store, |env| {
-        Box::pin(async move { commands::stop(env, true).await.map(|_| ()) })
+        Box::pin(async move {
+            commands::stop(env, env_qemu_core::plan::VmTaps::Detach)
+                .await
+                .map(|_| ())
+        })
     })
     .await;
     assert!(r.is_ok(), "stop after {waited} s: {}", r.unwrap_err());

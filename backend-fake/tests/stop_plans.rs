@@ -7,6 +7,7 @@ use common::traffic;
 use common::world::{build, NicSpec, WorldSpec};
 use common::{run, runtime};
 use env_qemu_core::commands::{self, Env};
+use env_qemu_core::plan::VmTaps;
 use env_qemu_core::store::MemoryStore;
 
 fn nic(rich: bool) -> NicSpec {
@@ -66,9 +67,9 @@ fn stop_plan(rich: bool) -> String {
             netns: "sim".into(),
             observer: &mut noop,
         };
-        let refused = commands::plan_stop(&env, false).await.unwrap_err();
+        let refused = commands::plan_stop(&env, VmTaps::Refuse).await.unwrap_err();
         assert!(refused.to_string().contains("tap0"), "{refused}");
-        let (plan, _) = commands::plan_stop(&env, true).await.unwrap();
+        let (plan, _) = commands::plan_stop(&env, VmTaps::Detach).await.unwrap();
         plan.to_string()
     })
 }

@@ -14,7 +14,7 @@ use crate::model::{DumpFilter, IfName, Snapshot};
 use crate::observe::{observe_machine, Scope};
 use crate::plan::{
     plan_add, plan_bridged, plan_detached, plan_gone, plan_made, plan_stop, MadeTap, Plan,
-    PlanError, StartRequest, TapRecord,
+    PlanError, StartRequest, TapRecord, VmTaps,
 };
 use crate::verify::{self, Difference, Expected, Presence};
 
@@ -35,8 +35,8 @@ pub enum Goal {
         taps: Vec<TapRecord>,
         /// Taps env-qemu made ([`MadeTap`]): gone at the end.
         made: Vec<IfName>,
-        /// Detach (or delete, if made) VM taps still attached instead of refusing.
-        force: bool,
+        /// Whether VM taps still attached are detached (or deleted, if made) or refused.
+        vms: VmTaps,
     },
     /// `add TAP`: on the bridge, up, at the bridge's MTU (`mtu`).
     Attached {
@@ -133,8 +133,8 @@ impl Goal {
                 req,
                 taps,
                 made,
-                force,
-            } => plan_restored(pre, req, taps, made, live, *force),
+                vms,
+            } => plan_restored(pre, req, taps, made, live, *vms),
             Goal::Attached { req, record, .. } => {
                 plan_add(live, &req.bridge, &req.uplink, &record.name).map(|(p, _)| p)
             }
@@ -174,18 +174,18 @@ impl Goal {
 }
 
 /// [`plan_stop`], the taps env-qemu made deleted first (which takes them off the bridge).
-/// Without `force`, a made tap still attached is a VM still running: refused like any
-/// other attached tap.
+/// Unless `vms` says detach, a made tap still attached is a VM still running: refused
+/// like any other attached tap.
 fn plan_restored(
     pre: &Snapshot,
     req: &StartRequest,
     taps: &[TapRecord],
     made: &[IfName],
     live: &Snapshot,
-    force: bool,
+    vms: VmTaps,
 ) -> Result<Plan, PlanError> {
     if made.is_empty() {
-        return plan_stop(pre, req, taps, live, force);
+        return plan_stop(pre, req, taps, live, vms);
     }
     let mut plan = Plan::default();
     for name in made {
@@ -198,13 +198,14 @@ fn plan_restored(
             None => {}
         }
     }
-    let rest = if force {
-        // Deleted above: not ports to detach any more.
-        let mut without = live.clone();
-        without.net.links.retain(|l| !made.contains(&l.name));
-        plan_stop(pre, req, taps, &without, true)?
-    } else {
-        plan_stop(pre, req, taps, live, false)?
+    let rest = match vms {
+        VmTaps::Detach => {
+            // Deleted above: not ports to detach any more.
+            let mut without = live.clone();
+            without.net.links.retain(|l| !made.contains(&l.name));
+            plan_stop(pre, req, taps, &without, vms)?
+        }
+        VmTaps::Refuse => plan_stop(pre, req, taps, live, vms)?,
     };
     plan.steps.extend(rest.steps);
     plan.notes.extend(rest.notes);

@@ -11,6 +11,7 @@ use env_qemu_backend_netlink::NetlinkKernel;
 use env_qemu_core::commands::{self, CommandError, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{AddrFlag, IfName, NetState};
+use env_qemu_core::plan::VmTaps;
 use env_qemu_core::plan::{Plan, StartRequest};
 use env_qemu_core::state::State;
 use env_qemu_core::store::{FileStore, StateStore};
@@ -143,7 +144,12 @@ impl Session {
     }
 
     pub async fn stop(&mut self, force: bool) -> Result<Plan, CommandError> {
-        with_env!(self, |env| commands::stop(&mut env, force)).map(|r| r.plan)
+        let vms = if force {
+            VmTaps::Detach
+        } else {
+            VmTaps::Refuse
+        };
+        with_env!(self, |env| commands::stop(&mut env, vms)).map(|r| r.plan)
     }
 }
 

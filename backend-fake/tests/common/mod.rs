@@ -12,6 +12,7 @@ use env_qemu_core::commands::{self, CommandError, Env, Joined, Left, Report, Run
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{IfName, NudState, Snapshot};
 use env_qemu_core::observe::observe;
+use env_qemu_core::plan::VmTaps;
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
 use env_qemu_core::Kernel;
@@ -92,7 +93,14 @@ pub async fn run_on(
         }
         Cmd::Add(t) => some(commands::add(&mut env, &name(t)).await),
         Cmd::Del(t) => some(commands::del(&mut env, &name(t)).await),
-        Cmd::Stop { force } => some(commands::stop(&mut env, force).await),
+        Cmd::Stop { force } => {
+            let vms = if force {
+                VmTaps::Detach
+            } else {
+                VmTaps::Refuse
+            };
+            some(commands::stop(&mut env, vms).await)
+        }
         Cmd::MakeTap { owned, holder } => {
             let req = commands::TapRequest {
                 name: None,

@@ -42,8 +42,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let ctx = Ctx::open(g).await?;
     match &cli.command {
         Command::Start(a) => start::run(&ctx, out, a).await,
-        Command::Add(a) => add::run(&ctx, out, &a.tap, true).await,
-        Command::Del(a) => add::run(&ctx, out, &a.tap, false).await,
+        Command::Add(a) => add::run(&ctx, out, &a.tap, add::Verb::Attach).await,
+        Command::Del(a) => add::run(&ctx, out, &a.tap, add::Verb::Detach).await,
         Command::Stop(a) => stop::run(&ctx, out, a).await,
         Command::Status => status::run(&ctx, out).await,
         Command::Run(a) => return run::run(&ctx, out, a, g.netns.as_deref()).await,

@@ -1,6 +1,7 @@
 //! `env-qemu stop [--force]`.
 
 use env_qemu_core::commands;
+use env_qemu_core::plan::VmTaps;
 
 use crate::args::StopArgs;
 use crate::context::Ctx;
@@ -22,14 +23,14 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StopArgs) -> Result<(), Failure> {
         let _lock = found.store.lock()?;
         let mut env = ctx.env(&found.store, &mut observer);
         env.netns = found.netns_id.clone();
-        let (plan, _) = commands::plan_stop(&env, a.force).await?;
+        let (plan, _) = commands::plan_stop(&env, vm_taps(a)).await?;
         out.plan(&plan);
         return Ok(());
     }
     let store = ctx.store(out).await?;
     let _lock = store.lock()?;
     let mut env = ctx.env(&store, &mut observer);
-    let report = commands::stop(&mut env, a.force).await?;
+    let report = commands::stop(&mut env, vm_taps(a)).await?;
     super::start::notes(out, &report);
     out.say(format!(
         "env-qemu: {} removed ({} operations); verified by a dump: {}",
@@ -70,4 +71,13 @@ async fn stale(ctx: &Ctx, out: Out, dry_run: bool) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// `--force`: detach the VMs' taps; otherwise refuse while they are attached.
+fn vm_taps(a: &StopArgs) -> VmTaps {
+    if a.force {
+        VmTaps::Detach
+    } else {
+        VmTaps::Refuse
+    }
 }

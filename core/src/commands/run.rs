@@ -136,7 +136,7 @@ pub async fn leave(
             taps,
         });
     }
-    let report = stop(env, false).await?;
+    let report = stop(env, crate::plan::VmTaps::Refuse).await?;
     Ok(Left::Stopped { deleted, report })
 }
 

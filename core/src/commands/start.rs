@@ -6,7 +6,7 @@ use super::{CommandError, Env, Report, Unreached};
 use crate::converge::Goal;
 use crate::model::DumpFilter;
 use crate::observe::{observe_filtered, observe_neighbours, scoped};
-use crate::plan::{plan_start, Plan, StartRequest};
+use crate::plan::{plan_start, Plan, StartRequest, VmTaps};
 use crate::state::{Phase, State};
 use crate::store::StateStore;
 
@@ -103,7 +103,7 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, Comm
         req: req.clone(),
         taps: Vec::new(),
         made: Vec::new(),
-        force: true,
+        vms: VmTaps::Detach,
     };
     let back =
         converge_journalled(env, "start (going back)", &back, None, Record::BestEffort).await?;

@@ -6,38 +6,38 @@ use super::journal::{converge_journalled, Record};
 use super::{load_started, CommandError, Env, Report, Unreached};
 use crate::converge::Goal;
 use crate::observe::observe_machine;
-use crate::plan::{plan_stop, Plan};
+use crate::plan::{plan_stop, Plan, VmTaps};
 use crate::state::{Phase, State};
 
 /// The plan `stop` would run now (`--dry-run`), with the state it was computed from.
-pub async fn plan(env: &Env<'_>, force: bool) -> Result<(Plan, State), CommandError> {
+pub async fn plan(env: &Env<'_>, vms: VmTaps) -> Result<(Plan, State), CommandError> {
     let state = load_started(env)?;
-    let goal = goal(&state, force);
+    let goal = goal(&state, vms);
     let machine = crate::exec::Machine {
         kernel: env.kernel,
         host: env.host,
     };
     let live = observe_machine(machine, &goal.scope()).await?;
-    let plan = plan_stop(&state.pre, &state.request, &state.taps, &live, force)?;
+    let plan = plan_stop(&state.pre, &state.request, &state.taps, &live, vms)?;
     Ok((plan, state))
 }
 
-fn goal(state: &State, force: bool) -> Goal {
+fn goal(state: &State, vms: VmTaps) -> Goal {
     Goal::Restored {
         pre: state.pre.clone(),
         req: state.request.clone(),
         taps: state.taps.clone(),
         made: state.made.iter().map(|m| m.name.clone()).collect(),
-        force,
+        vms,
     }
 }
 
-pub async fn stop(env: &mut Env<'_>, force: bool) -> Result<Report, CommandError> {
-    let (plan, mut state) = plan(env, force).await?;
+pub async fn stop(env: &mut Env<'_>, vms: VmTaps) -> Result<Report, CommandError> {
+    let (plan, mut state) = plan(env, vms).await?;
     state.phase = Phase::Stopping;
     state.journal.clear();
     env.store.save(&state)?;
-    let goal = goal(&state, force);
+    let goal = goal(&state, vms);
     let progress =
         converge_journalled(env, "stop", &goal, Some(plan.clone()), Record::Required).await?;
     if progress.reached() {

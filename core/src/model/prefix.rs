@@ -28,14 +28,6 @@ impl Family {
             Family::Inet6 => 128,
         }
     }
-
-    /// `-4` / `-6`, as iproute2 spells the family.
-    pub fn ip_flag(self) -> &'static str {
-        match self {
-            Family::Inet => "-4",
-            Family::Inet6 => "-6",
-        }
-    }
 }
 
 /// A network prefix with its host bits cleared, as the kernel stores route destinations.

@@ -64,6 +64,16 @@ impl fmt::Display for Plan {
     }
 }
 
+/// What `stop` does with VM taps still attached to the bridge (VMs still running).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmTaps {
+    /// Refuse to stop, naming them (`stop`).
+    Refuse,
+    /// Detach them first; the VMs lose the network (`stop --force`).
+    Detach,
+}
+
 /// What `start` is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartRequest {

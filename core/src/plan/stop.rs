@@ -37,7 +37,7 @@ pub fn plan_stop(
     req: &StartRequest,
     taps: &[TapRecord],
     live: &Snapshot,
-    force: bool,
+    vm_taps: super::VmTaps,
 ) -> Result<Plan, PlanError> {
     let (nic, br) = (&req.uplink, &req.bridge);
     let mut plan = Plan::default();
@@ -45,7 +45,7 @@ pub fn plan_stop(
 
     if live_br.is_some() {
         let vms: Vec<&Link> = live.net.ports_of(br).filter(|l| &l.name != nic).collect();
-        if !vms.is_empty() && !force {
+        if !vms.is_empty() && vm_taps == super::VmTaps::Refuse {
             return Err(PlanError::TapsAttached {
                 bridge: br.clone(),
                 taps: vms.iter().map(|l| l.name.clone()).collect(),

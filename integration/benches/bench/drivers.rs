@@ -9,6 +9,7 @@ use env_qemu_backend_netlink::NetlinkKernel;
 use env_qemu_core::commands::{self, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::IfName;
+use env_qemu_core::plan::VmTaps;
 use env_qemu_core::plan::{Plan, StartRequest};
 use env_qemu_core::store::{FileStore, MemoryStore, StateStore};
 use env_qemu_integration::TestNs;
@@ -216,7 +217,7 @@ impl Driver for InProc<'_> {
                 Cmd::Start => commands::start(&mut env, &req).await,
                 Cmd::Add(t) => commands::add(&mut env, &tap(t)).await,
                 Cmd::Del(t) => commands::del(&mut env, &tap(t)).await,
-                Cmd::Stop => commands::stop(&mut env, false).await,
+                Cmd::Stop => commands::stop(&mut env, VmTaps::Refuse).await,
             }
         });
         drop(env);

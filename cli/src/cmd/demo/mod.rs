@@ -118,7 +118,7 @@ async fn walk(lab: &Lab, out: Out) -> Result<(), Failure> {
     section("6. QEMU exits: `env-qemu del vm0`, then `env-qemu stop`");
     commands::del(&mut env, &tap).await?;
     kernel.apply(&Op::LinkDel { name: tap }).await?;
-    commands::stop(&mut env, false).await?;
+    commands::stop(&mut env, env_qemu_core::plan::VmTaps::Refuse).await?;
     let _ = std::fs::remove_dir_all(&state_dir);
 
     section("7. Before and after start/add/del/stop: links, addresses, routes of every table");
