@@ -4,12 +4,14 @@
 //! env-qemu's core in-process, ci/baseline/bridge.sh (one `ip` process per change) and
 //! `ip -batch` of env-qemu's own plan (the floor); the datagrams lost during start and
 //! stop; add/del with 500 taps on the bridge; start/stop with 60,000 foreign routes; the
-//! netlink requests per command. Prints tables and the targets met or missed, and writes
+//! netlink requests per command; start/stop on hosts whose NIC dhcpcd or dhclient manages,
+//! beside a SLAAC-only one. Prints tables and the targets met or missed, and writes
 //! everything to a JSON file.
 //!
 //! Environment: `ENV_QEMU_BIN` (the binary, default target/release/env-qemu),
 //! `BENCH_OUT` (default target/bench/bench.json), `BENCH_RUNS` (cycles per method,
-//! default 20), `BENCH_SCALE_RUNS` (default 20), `BENCH_BLACKOUT_ROUNDS` (default 6).
+//! default 20), `BENCH_SCALE_RUNS` (default 20), `BENCH_BLACKOUT_ROUNDS` (default 6),
+//! `BENCH_HOST_RUNS` (default 5).
 //!
 //! Nothing here touches the machine's own namespace or /dev/shm: every command runs in
 //! `eqt-*` namespaces removed on drop (also when a step panics), with `--shm-size off`,
@@ -36,6 +38,7 @@ macro_rules! progress {
 
 mod blackout;
 mod drivers;
+mod hosts;
 mod lab;
 mod meter;
 mod report;
@@ -132,6 +135,8 @@ fn main() {
     let ports = scale::ports(&ctx);
     ctx.note_load("scale: routes");
     let routes = scale::routes(&ctx);
+    ctx.note_load("hosts");
+    let managed = hosts::run(&ctx, env_usize("BENCH_HOST_RUNS", 5));
     ctx.note_load("end");
 
     let report = report::Report {
@@ -142,6 +147,7 @@ fn main() {
         blackout: &blackout,
         ports: &ports,
         routes: &routes,
+        hosts: &managed,
     };
     print!("{}", report.text());
     let json = report.json();

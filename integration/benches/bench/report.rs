@@ -20,6 +20,7 @@ pub struct Report<'a> {
     pub blackout: &'a [Losses],
     pub ports: &'a Ports,
     pub routes: &'a Routes,
+    pub hosts: &'a [crate::hosts::HostTimes],
 }
 
 pub struct Target {
@@ -310,6 +311,20 @@ impl Report<'_> {
             }
         }
 
+        let _ = writeln!(
+            o,
+            "\n-- start and stop on hosts whose NIC a program manages (the binary run inside the host; median (p10-p90) ms)"
+        );
+        for h in self.hosts {
+            let _ = writeln!(
+                o,
+                "{:<28} start {:<24} stop {}",
+                h.label,
+                h.start.cell(),
+                h.stop.cell()
+            );
+        }
+
         let _ = writeln!(o, "\n-- netlink requests per command");
         let _ = writeln!(
             o,
@@ -571,6 +586,7 @@ impl Report<'_> {
             "scale": {
                 "ports": self.ports.json(),
                 "routes": self.routes.json(),
+                "hosts": self.hosts.iter().map(crate::hosts::HostTimes::json).collect::<Vec<_>>(),
             },
             "targets": self.targets().iter().map(Target::json).collect::<Vec<_>>(),
         })
