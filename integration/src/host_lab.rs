@@ -1,9 +1,9 @@
 //! [`HostLab`]: a host namespace whose NIC leases its address from dnsmasq in a LAN
 //! namespace, for tests with real DHCP clients (dhcpcd, dhclient), confined as
-//! notes/dhcp-clients.md §7 describes: the clients run inside a holder process's private
-//! mount and UTS namespaces, with tmpfs over /run (plus the netns bind dhcpcd needs to
-//! know it is in a namespace), /var/lib/dhcpcd and /var/lib/dhcp, and an overlay over
-//! /etc, so nothing they write reaches the machine's files. Code that must see their
+//! docs/kernel-behaviour.md (Q1) describes: the clients run inside a holder process's
+//! private mount and UTS namespaces, with tmpfs over /run (plus the netns bind dhcpcd
+//! needs to know it is in a namespace), /var/lib/dhcpcd and /var/lib/dhcp, and an overlay
+//! over /etc, so nothing they write reaches the machine's files. Code that must see their
 //! files runs there too: [`HostLab::inside`].
 //!
 //! Small and local on purpose: a general daemon harness is being built beside it, and the

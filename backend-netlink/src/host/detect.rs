@@ -1,5 +1,5 @@
 //! Who manages each device, found on the host: the programs of the target network
-//! namespace, their pid files, sockets and lease files (see notes/dhcp-clients.md §4).
+//! namespace, their pid files, sockets and lease files (docs/kernel-behaviour.md, C4–C8).
 //!
 //! Runs on a thread inside the target network namespace (for `/proc/thread-self/net`
 //! and interface indexes), in env-qemu's own mount namespace: the /run it reads is

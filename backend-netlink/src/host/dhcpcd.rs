@@ -1,6 +1,6 @@
 //! dhcpcd: its files under /run/dhcpcd, and its control socket.
 //!
-//! Measured on dhcpcd 9.4.1 (notes/dhcp-clients.md §2.4, §4) and read in its source
+//! Measured on dhcpcd 9.4.1 (docs/kernel-behaviour.md, C4–C6) and read in its source
 //! (control.c, dhcpcd.c, privsep-control.c):
 //! - A manager (`dhcpcd -b`) writes `/run/dhcpcd/pid` and listens on `/run/dhcpcd/sock`;
 //!   a daemon for one interface (`dhcpcd eth0`) writes `eth0.pid` and listens on

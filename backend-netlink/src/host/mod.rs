@@ -1,6 +1,6 @@
 //! [`SystemHost`]: the [`Host`] of the machine env-qemu runs on — the programs that
 //! manage its interfaces (dhcpcd, dhclient, NetworkManager, systemd-networkd…), found and
-//! driven the way notes/dhcp-clients.md measured, one file per program:
+//! driven as measured (docs/kernel-behaviour.md, section C), one file per program:
 //! - `detect`: who manages each device;
 //! - `dhcpcd`: its files and control socket (the wire format of 9.4.1);
 //! - `dhclient`: its command line and lease file;

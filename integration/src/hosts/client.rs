@@ -23,9 +23,10 @@ pub enum Manager {
     /// `dhcpcd -q -b`: one daemon for every interface, as Debian's and Raspberry Pi OS's
     /// dhcpcd.service start it. Exactly these three arguments: dhcpcd 9.4.1 re-parses its
     /// own argv when handling `-n IFACE` and misreads the interface list when it had more
-    /// (dhcp-clients.md, bug 3), so a daemon with other arguments would behave unlike a
-    /// real host's. Its log goes to a file through `logfile` and `debug` lines appended
-    /// to the host's `/etc/dhcpcd.conf` (in the overlay), not through arguments.
+    /// (docs/kernel-behaviour.md, C5, bug 3), so a daemon with other arguments would
+    /// behave unlike a real host's. Its log goes to a file through `logfile` and `debug`
+    /// lines appended to the host's `/etc/dhcpcd.conf` (in the overlay), not through
+    /// arguments.
     DhcpcdManager,
     /// `dhcpcd eth0`, as ifupdown runs it for `iface eth0 inet dhcp` with dhcpcd: a
     /// daemon for eth0 only (`/run/dhcpcd/eth0.pid`, `eth0.sock`), in the foreground
@@ -621,8 +622,9 @@ fn dbus_config(outside: &Path) -> String {
     )
 }
 
-/// NetworkManager.conf of the host (nm.md §9): keyfiles only, no DNS, resolv.conf or
-/// hostname handling, no default profiles, no polkit, internal DHCP, no connectivity check.
+/// NetworkManager.conf of the host (docs/kernel-behaviour.md, Q1): keyfiles only, no DNS,
+/// resolv.conf or hostname handling, no default profiles, no polkit, internal DHCP, no
+/// connectivity check.
 const NM_CONF: &str = "\
 [main]
 plugins=keyfile

@@ -1,8 +1,8 @@
 //! [`Holder`]: a process owning the private mount and UTS namespaces a host's daemons
 //! run in, inside the host's network namespace.
 //!
-//! The recipe is `/work/notes/dhcp-clients.md` §7 (measured with dhcpcd 9.4.1, dhclient
-//! 4.4.3) and `/work/notes/nm.md` §9 (NetworkManager 1.42):
+//! The recipe, and why each piece is there, is docs/kernel-behaviour.md, Q1 (measured
+//! with dhcpcd 9.4.1, dhclient 4.4.3 and NetworkManager 1.42):
 //! - a tmpfs over `/run`, with the network namespace bound at `/run/netns/NAME`: dhcpcd
 //!   decides "network namespace, no udev" by finding it there, and without it waits for
 //!   udev forever;

@@ -148,7 +148,8 @@ impl Lan {
         router.ip(&format!("addr add {ROUTER_V6}/64 dev lan0 nodad"));
         router.ip("link set lan0 up");
         // Forwarding on: IPv6 neighbour advertisements then carry the router flag (else
-        // hosts drop their RA default route at the first NUD probe, slaac.md §0).
+        // hosts drop their RA default route at the first NUD probe;
+        // docs/kernel-behaviour.md, S13).
         router.set_sysctl("net.ipv4.ip_forward", "1");
         router.set_sysctl("net.ipv6.conf.all.forwarding", "1");
 
@@ -160,7 +161,8 @@ impl Lan {
         router.ip(&format!("addr add {FAR_ROUTER_V6}/64 dev far0 nodad"));
         router.ip("link set far0 up");
         // dnsmasq advertises router lifetime 0 unless the router has an IPv6 default
-        // route (slaac.md §0): the far host stands for the rest of the world.
+        // route (docs/kernel-behaviour.md, S13): the far host stands for the rest of the
+        // world.
         router.ip(&format!("-6 route add default via {FAR_V6} dev far0"));
         far.ip("link set lo up");
         far.ip(&format!("addr add {FAR_V4}/24 dev eth0"));

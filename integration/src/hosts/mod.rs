@@ -12,12 +12,13 @@
 //!   namespace, its lease file and log in a per-test directory; and a far host one hop
 //!   behind the router.
 //! - [`ClientHost`]: the host namespace. Its daemons run inside a [`Holder`]: a process
-//!   that owns private mount and UTS namespaces set up like `/work/notes/dhcp-clients.md`
-//!   §7 (tmpfs `/run` with the netns bound under `/run/netns`, tmpfs `/var/lib/dhcpcd`,
-//!   `/var/lib/dhcp`, an overlay over `/etc`; for NetworkManager also tmpfs
-//!   `/etc/NetworkManager`, `/var/lib/NetworkManager`, `/sys` read-only and a private
-//!   dbus-daemon). Every command is `nsenter -t HOLDER -n -m -u`, so it sees the host's
-//!   private `/run` (dhcpcd's socket, the D-Bus socket) as a real host's tools would.
+//!   that owns private mount and UTS namespaces set up as docs/kernel-behaviour.md (Q1)
+//!   describes (tmpfs `/run` with the netns bound under `/run/netns`, tmpfs
+//!   `/var/lib/dhcpcd`, `/var/lib/dhcp`, an overlay over `/etc`; for NetworkManager
+//!   also tmpfs `/etc/NetworkManager`, `/var/lib/NetworkManager`, `/sys` read-only and a
+//!   private dbus-daemon). Every command is `nsenter -t HOLDER -n -m -u`, so it sees the
+//!   host's private `/run` (dhcpcd's socket, the D-Bus socket) as a real host's tools
+//!   would.
 //! - [`Pinger`] probes the host from the LAN and the far host every N seconds and counts
 //!   losses; [`streams_during`] runs 1,000/s UDP streams ([`crate::stream`]) around a
 //!   command.
