@@ -1,11 +1,13 @@
-//! env-qemu's kernel-agnostic core: the state model, the operations, the [`Kernel`] trait,
-//! the planner, the executor with its write-ahead journal, and the state store.
+//! env-qemu's kernel-agnostic core: the state model, the operations, the [`Kernel`] trait
+//! and the [`host::Host`] beside it, the planner, the convergence loop with its journal,
+//! the verification by dump, and the state store.
 //!
-//! Data flows one way: a backend dumps a [`model::Snapshot`], the planner turns
-//! (snapshot, request) into a [`plan::Plan`] of operations each paired with its undo, the
-//! executor applies it step by step through the [`Kernel`] trait, journalling each step
-//! before it runs. `stop` is the same flow fed with the saved pre-start snapshot and the
-//! live state.
+//! Data flows one way: a backend dumps a [`model::Snapshot`]; the planner turns (snapshot,
+//! goal) into a [`plan::Plan`] of operations; [`converge`] applies it step by step,
+//! journalling each step before it runs, dumps what the command touches, compares it with
+//! the goal ([`verify`]) and plans again from that dump until the goal holds or a bounded
+//! number of rounds has run. The way back (a `start` that cannot finish, `stop`) is the
+//! same loop toward the state the command found, computed from the live state.
 
 pub mod commands;
 pub mod converge;

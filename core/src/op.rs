@@ -85,9 +85,10 @@ pub enum Op {
         route: Route,
     },
     /// `ip route append`: adds the route behind those with the same key (EEXIST only for an
-    /// identical one). No plan uses it any more: a route appended behind the bridge's only
-    /// takes over when the bridge's is flushed, and the kernel flushes it after releasing
-    /// the NIC, not with it (see `plan::stop`).
+    /// identical one). What plans use to put back a kernel prefix route of an address that
+    /// is there already: beside the same prefix of other devices, as the kernel adds its
+    /// own (an IPv6 `add` is refused while another device's route has the key, and a
+    /// `replace` would take that one).
     RouteAppend {
         route: Route,
     },

@@ -317,13 +317,13 @@ async fn macvlan_uplink() {
 
 /// A finite-lifetime IPv6 address, as SLAAC makes them.
 ///
-/// Fails today (core bug, `plan_start`): the kernel removes the prefix route of a deleted
-/// IPv6 address only when the address is permanent; a dynamic one's route stays, left to
-/// expire with the prefix. After `start`, eth0 (now a bridge port) keeps
-/// `2001:db8:0:1::/64 dev eth0 proto kernel metric 256 expires …` beside the bridge's own
-/// copy, and the older eth0 route wins: neighbour solicitations leave through eth0 but the
-/// advertisements arrive on the bridge, so once the cached neighbour entry ages out the
-/// on-link subnet is unreachable from the host (`ip -6 neigh`: INCOMPLETE on eth0).
+/// The kernel removes the prefix route of a deleted IPv6 address only when the address is
+/// permanent; a dynamic one's route stays, left to expire with the prefix. Once this left
+/// `2001:db8:0:1::/64 dev eth0 proto kernel metric 256 expires …` on the port after start,
+/// beside the bridge's own copy, and the older eth0 route won: neighbour solicitations
+/// left through eth0 but the advertisements arrived on the bridge, so once the cached
+/// neighbour entry aged out the on-link subnet was unreachable. Start now deletes that
+/// route (`assert_bridged` checks that nothing is left on the port).
 #[tokio::test]
 async fn dynamic_ipv6_address() {
     require_tun!();

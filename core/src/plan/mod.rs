@@ -1,5 +1,5 @@
 //! The planner: pure functions from (observed state, request) to a [`Plan`], an ordered
-//! list of operations each paired with the operation that undoes it.
+//! list of operations toward a goal, from whatever state the kernel is in.
 //!
 //! Nothing here talks to a kernel; everything is data, so plans are golden-tested as the
 //! `ip` commands they render to.

@@ -219,7 +219,7 @@ impl Twin {
 
     /// The clock runs: `by` passes for real, the simulator's clock is advanced by as
     /// much ([`SimKernel::advance_clock`]), and the states must agree (the real side
-    /// gets [`SETTLE`] to get there: its IPv6 route garbage collection runs on its own
+    /// gets a moment to settle: its IPv6 route garbage collection runs on its own
     /// timer).
     pub fn pass_clock(&mut self, by: Duration) -> Result<(), Disagreement> {
         std::thread::sleep(by);
