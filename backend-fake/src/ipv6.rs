@@ -155,12 +155,21 @@ pub(crate) fn disable(ns: &mut Ns, i: u32) {
 /// NETDEV_CHANGEMTU: below 1280 IPv6 is torn down; back above, it is rebuilt with
 /// `default`'s sysctls, and on an up device behaves like NETDEV_UP. lo is the exception:
 /// it keeps its inet6_dev (and sysctls), loses its addresses at every change below 1280,
-/// and is not ready again before its next admin up, whatever its MTU.
+/// and is not ready again before its next admin up, whatever its MTU. A change that
+/// keeps IPv6 carries the new MTU into the IPv6 routes through the device
+/// (rt6_mtu_change), before mtu6 takes it.
 pub(crate) fn mtu_changed(ns: &mut Ns, i: u32) {
     let mtu = ns.dev(i).mtu;
     let has = ns.dev(i).v6.is_some();
     let lo = matches!(ns.dev(i).kind, Kind::Loopback);
-    if mtu < IPV6_MIN_MTU && has && lo {
+    if mtu >= IPV6_MIN_MTU && has {
+        let name = ns.name(i);
+        let mtu6 = ns.dev(i).v6.as_ref().map_or(mtu, |v| v.mtu6);
+        routes::mtu_change_v6(ns, &name, mtu6, mtu);
+        if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
+            v6.mtu6 = mtu;
+        }
+    } else if mtu < IPV6_MIN_MTU && has && lo {
         ifdown(ns, i);
         if let Some(v6) = ns.dev_mut(i).v6.as_mut() {
             v6.await_up = true;
@@ -173,6 +182,7 @@ pub(crate) fn mtu_changed(ns: &mut Ns, i: u32) {
             conf,
             ready: false,
             await_up: false,
+            mtu6: mtu,
             addrs: Vec::new(),
             temp_parent: std::collections::BTreeMap::new(),
         });

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::net::{IpAddr, Ipv6Addr};
 
 use env_qemu_core::model::{
-    AddrFlag, Address, Family, IfName, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol,
+    rtax, AddrFlag, Address, Family, IfName, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol,
     RouteScope, RouteType, TABLE_MAIN,
 };
 
@@ -269,6 +269,26 @@ pub(crate) fn flush_dev_down_v4(ns: &mut Ns, dev: &IfName) {
     ns.routes.retain(|r| {
         !(r.family() == Family::Inet && r.dev.as_ref() == Some(dev) && r.scope != RouteScope::Host)
     });
+}
+
+/// rt6_mtu_change: the device `dev` went from MTU `mtu6` to `mtu`. Every IPv6 route
+/// through it whose MTU is not locked takes the new MTU when its own is at least that
+/// (a decrease caps it), or when its own was the device's old MTU (an increase follows
+/// it). A route without an MTU keeps none. Measured: `mtu 70000` is stored as 65520, and
+/// raising the device to 9000 leaves 9000.
+pub(crate) fn mtu_change_v6(ns: &mut Ns, dev: &IfName, mtu6: u32, mtu: u32) {
+    for r in &mut ns.routes {
+        if r.family() != Family::Inet6 || r.dev.as_ref() != Some(dev) {
+            continue;
+        }
+        if r.metrics.locked(rtax::MTU) {
+            continue;
+        }
+        let pmtu = r.metrics.mtu.unwrap_or(0);
+        if pmtu >= mtu || pmtu == mtu6 {
+            r.metrics.set(rtax::MTU, mtu);
+        }
+    }
 }
 
 /// Every route of `family` through `dev`, all tables.

@@ -122,6 +122,9 @@ pub(crate) struct Inet6 {
     /// and cleared IF_READY; raising the MTU does not set it again, only the next admin
     /// up does. Addresses can still be added meanwhile.
     pub await_up: bool,
+    /// cnf.mtu6: the device MTU IPv6 last took, which NETDEV_CHANGEMTU compares route
+    /// MTUs against before updating it.
+    pub mtu6: u32,
     /// Kernel order: by scope (global first), newest first within a scope.
     pub addrs: Vec<Address>,
     /// Each temporary address's `mngtmpaddr` parent (ifpub).
@@ -301,6 +304,7 @@ impl Ns {
             conf: self.conf_default,
             ready: false,
             await_up: false,
+            mtu6: mtu,
             addrs: Vec::new(),
             temp_parent: BTreeMap::new(),
         });

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use env_qemu_backend_netlink::NetlinkKernel;
-use env_qemu_core::model::{NetState, Route};
+use env_qemu_core::model::{rtax, NetState, Route};
 use env_qemu_core::Kernel;
 
 use crate::TestNs;
@@ -15,9 +15,10 @@ use crate::TestNs;
 /// Lifetimes (and route expiries) that differ by at most this many seconds are the same.
 pub const LIFETIME_SLACK: u32 = 3;
 
-/// Whether `a` and `b` are the same state, up to ifindexes, ordering and lifetime slack.
+/// Whether `a` and `b` are the same state, up to ifindexes, ordering, lifetime slack and
+/// metric locks (see [`ip_visible`]).
 pub fn same_state(a: &NetState, b: &NetState) -> bool {
-    let (na, nb) = (a.normalized(), b.normalized());
+    let (na, nb) = (ip_visible(a), ip_visible(b));
     without_lifetimes(&na) == without_lifetimes(&nb)
         && na.addresses.iter().zip(&nb.addresses).all(|(x, y)| {
             close(x.valid_lft, y.valid_lft) && close(x.preferred_lft, y.preferred_lft)
@@ -26,6 +27,17 @@ pub fn same_state(a: &NetState, b: &NetState) -> bool {
             .iter()
             .zip(&routes_by_stripped(&nb))
             .all(|(x, y)| close(x.expires, y.expires))
+}
+
+/// The state as `ip -j` can show it, normalised: iproute2 prints a route metric's
+/// `lock` in its text output only, so the RTAX_LOCK bitmask is left out. (The simulated
+/// kernel is compared with the netlink dump, which carries it.)
+pub fn ip_visible(s: &NetState) -> NetState {
+    let mut s = s.normalized();
+    for r in &mut s.routes {
+        r.metrics.set(rtax::LOCK, 0);
+    }
+    s
 }
 
 /// The routes sorted by their form without expiry, so that two reads pair up.
@@ -57,7 +69,10 @@ pub fn without_lifetimes(s: &NetState) -> NetState {
 
 /// What is in one state and not the other, for assertion messages.
 pub fn difference(a: &NetState, b: &NetState) -> String {
-    let (a, b) = (without_lifetimes(a), without_lifetimes(b));
+    let (a, b) = (
+        without_lifetimes(&ip_visible(a)),
+        without_lifetimes(&ip_visible(b)),
+    );
     let mut out = String::new();
     section(&mut out, "link", &debug_all(&a.links), &debug_all(&b.links));
     section(

@@ -508,3 +508,54 @@ fn a_dynamic_address_on_lo_has_a_prefix_route_that_never_expires() {
         addr_add(addr("lo", "2001:db8:1::2/64").lifetimes(600, 600)),
     ]);
 }
+
+fn mtu_metric(v: u32, lock: bool) -> RouteMetrics {
+    let mut m = RouteMetrics::default();
+    m.set(rtax::MTU, v);
+    if lock {
+        m.set(rtax::LOCK, 1 << rtax::MTU);
+    }
+    m
+}
+
+/// rt6_mtu_change: a device MTU change carries into the unlocked IPv6 routes through it.
+/// A route MTU at or above the new device MTU is capped to it; one below follows an
+/// increase only when it was the device's old MTU; a locked MTU and a route without
+/// one are left alone. Found in CI: a bridge whose MTU rose to 9000 with its port took
+/// a route's `mtu 70000` (stored 65520) down to 9000.
+#[test]
+fn device_mtu_changes_carry_into_ipv6_route_mtus() {
+    require_tun!();
+    let mut ops = pair_up("v0", "v1");
+    for (dst, m) in [
+        ("2001:db8:1::/64", Some(mtu_metric(70000, false))),
+        ("2001:db8:2::/64", Some(mtu_metric(1500, false))),
+        ("2001:db8:3::/64", Some(mtu_metric(1400, false))),
+        ("2001:db8:4::/64", Some(mtu_metric(1300, true))),
+        ("2001:db8:5::/64", None),
+    ] {
+        let r = route(dst).dev("v0");
+        ops.push(route_add(match m {
+            Some(m) => r.metrics(m),
+            None => r,
+        }));
+    }
+    ops.extend([mtu("v0", 9000), mtu("v0", 1280), mtu("v0", 1500)]);
+    // The bridge's automatic MTU goes through the same notifier.
+    ops.extend([
+        bridge("br1", Some("02:00:00:00:00:30"), Some(9000), false, 0),
+        tap("tap0", None, Some(1000)),
+        set_mac("tap0", "02:00:00:00:00:40"),
+        master("tap0", "br1"),
+        up("br1"),
+        up("tap0"),
+        route_replace(
+            route("2001:db8:9::/64")
+                .dev("br1")
+                .metrics(mtu_metric(70000, false)),
+        ),
+        mtu("tap0", 9000),
+        mtu("tap0", 1500),
+    ]);
+    agree(ops);
+}

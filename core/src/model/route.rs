@@ -313,7 +313,8 @@ impl RouteMetrics {
         all
     }
 
-    fn locked(&self, rtax: u16) -> bool {
+    /// Whether metric `rtax` is locked (`ip route … mtu lock 1400`).
+    pub fn locked(&self, rtax: u16) -> bool {
         rtax < 32 && self.get(rtax::LOCK).unwrap_or(0) & (1 << rtax) != 0
     }
 
