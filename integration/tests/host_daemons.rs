@@ -48,12 +48,19 @@ fn must_apply(lab: &HostLab, op: &Value) -> f64 {
     v["seconds"].as_f64().expect("seconds")
 }
 
+/// The pid in `path`, once it is there: dhclient configures the address before it
+/// daemonises and writes its pid file (an empty file was read in CI), so this waits
+/// for a pid, 10 s at most.
 fn pid_in(lab: &HostLab, path: &str) -> u64 {
-    lab.read_inside(path)
-        .unwrap_or_else(|| panic!("no {path} in the lab"))
-        .trim()
-        .parse()
-        .expect("a pid")
+    let mut last = None;
+    for _ in 0..100 {
+        last = lab.read_inside(path);
+        if let Some(pid) = last.as_deref().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no pid in {path} in the lab after 10 s: {last:?}")
 }
 
 fn alive(pid: u64) -> bool {
