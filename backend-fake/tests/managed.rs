@@ -260,3 +260,60 @@ fn three_leases_bridged_and_back() {
         ));
     }
 }
+
+/// A dhclient host stopped late in its lease (the copy on the bridge 30 s from its end,
+/// as after a renewal the server did not answer): dhclient, started again on the NIC,
+/// binds at once but cannot refresh the address stop put back (its hook's `ip addr add`
+/// fails on it), so that address must last until the client's first renewal, a whole T1
+/// later. Measured with the real dhclient (cli/tests/lease_lifetimes.rs): with the copy's
+/// 30 s the NIC lost IPv4 from 31 s after stop on.
+#[test]
+fn a_dhclient_host_stopped_late_in_its_lease_keeps_it() {
+    runtime().block_on(async {
+        let (sim, host) = world(true);
+        let store = MemoryStore::new();
+        let r = run(&sim, &host, &store, |env| {
+            Box::pin(async move { commands::start(env, &request()).await.map(|_| ()) })
+        })
+        .await;
+        assert!(r.is_ok(), "start: {}", r.unwrap_err());
+        // The copy, 30 s from its end; its routes, flushed with it, put back.
+        let br = n("lepont");
+        let net = sim.net();
+        let copy = net
+            .addresses_of(&br)
+            .find(|a| a.ip == lease().address)
+            .cloned()
+            .expect("the lease on the bridge");
+        let routes: Vec<_> = net
+            .routes_via(&br)
+            .filter(|r| r.family() == Family::Inet && r.gateway.is_some())
+            .cloned()
+            .collect();
+        sim.apply_now(&Op::AddrDel {
+            address: copy.clone(),
+        })
+        .unwrap();
+        sim.apply_now(&Op::AddrAdd {
+            address: Address {
+                valid_lft: Some(30),
+                preferred_lft: Some(30),
+                ..copy
+            },
+        })
+        .unwrap();
+        for route in routes {
+            sim.apply_now(&Op::RouteReplace { route }).unwrap();
+        }
+        connected(&sim.net()).unwrap();
+        let r = run(&sim, &host, &store, |env| {
+            Box::pin(async move { commands::stop(env, false).await.map(|_| ()) })
+        })
+        .await;
+        assert!(r.is_ok(), "stop: {}", r.unwrap_err());
+        for s in 1..=u64::from(LEASE) {
+            host.advance(Duration::from_secs(1));
+            connected(&sim.net()).unwrap_or_else(|e| panic!("{s} s after stop: {e}"));
+        }
+    });
+}

@@ -11,7 +11,8 @@
 //! - dhclient: no control interface. SIGTERM releases nothing; the same command line with
 //!   the bridge in place of the NIC starts it on the bridge (INIT-REBOOT, same lease: the
 //!   server knows it by the MAC). Its first address update on the bridge fails while the
-//!   copy is there, so the copy lives a whole lease (see [`lease_lifetimes`]).
+//!   copy is there, so the copy lives a whole lease (see [`lease_lifetimes`]); so does the
+//!   address stop puts back on the NIC, for the dhclient started again there.
 //!
 //! A client left on a NIC that becomes a port puts its address back on the port at its
 //! next renewal, and nobody renews the bridge's copy: the host loses IPv4 at lease end.
@@ -105,10 +106,12 @@ pub fn moved_argv(argv: &[String], from: &IfName, to: &IfName) -> Vec<String> {
         .collect()
 }
 
-/// The copy of a leased IPv4 address lives at least a whole lease: dhclient cannot
-/// refresh it before its first renewal on the new device (its first address update
-/// fails while the copy is there), and a copy that expires before that loses IPv4 until
-/// the client's own lease runs out (measured: 91 s).
+/// The copy of a leased IPv4 address lives at least a whole lease, on the bridge at start
+/// and back on the NIC at stop: dhclient, started again on the new device, binds at once
+/// (its ACK renews the lease at the server) but cannot refresh the copy before its first
+/// renewal, at T1 (its hook's `ip addr add` fails on it), and a copy that expires before
+/// that loses IPv4 until the client's own lease runs out (measured at start: 91 s; at stop
+/// with 30 s left on the bridge's copy: IPv4 lost from 31 s after stop on).
 pub(super) fn lease_lifetimes(a: &mut Address, pre: &Snapshot, nic: &IfName) {
     if a.family() != Family::Inet {
         return;

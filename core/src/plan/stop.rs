@@ -170,7 +170,7 @@ fn readdress_nic(
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
         .filter(|a| !live.net.addresses_of(nic).any(|l| same_addr(l, a)))
-        .filter_map(|a| with_live_lifetimes(a, live, br, plan))
+        .filter_map(|a| with_live_lifetimes(a, pre, live, br, plan))
         .collect();
     let v6 = missing.iter().any(|a| a.family() == Family::Inet6);
     let (dad_pre, dad_live) = (knob(pre), knob(live));
@@ -298,10 +298,12 @@ fn restore_link(pre: &Snapshot, live: &Snapshot, was: &Link, now: &Link, plan: &
 }
 
 /// A dynamic address has aged on the bridge: restore the lifetime it has left, not the one
-/// it had at start. A dynamic address gone from the bridge too has expired (or its owner
-/// took it back): it is not resurrected.
+/// it had at start (a dhclient lease at least a whole lease, as at start: the client
+/// started again on the NIC cannot refresh it before its first renewal). A dynamic address
+/// gone from the bridge too has expired (or its owner took it back): it is not resurrected.
 fn with_live_lifetimes(
     a: &Address,
+    pre: &Snapshot,
     live: &Snapshot,
     br: &IfName,
     plan: &mut Plan,
@@ -311,6 +313,7 @@ fn with_live_lifetimes(
         Some(now) => {
             out.valid_lft = now.valid_lft;
             out.preferred_lft = now.preferred_lft;
+            super::host::lease_lifetimes(&mut out, pre, &a.dev);
         }
         None if a.valid_lft.is_some() => {
             plan.notes.push(format!(
