@@ -297,9 +297,12 @@ fn move_routes(
 }
 
 /// Whether adding one of `addrs` makes the kernel's prefix route `r`: an IPv4 one names
-/// its address as source, an IPv6 one is the address's prefix.
+/// its address as source, an IPv6 one is the address's prefix. A `noprefixroute` address
+/// makes none (NetworkManager adds its own `proto kernel` route for such an address, at
+/// its metric: that one moves like any other route).
 pub(super) fn made_by(r: &Route, addrs: &[Address]) -> bool {
-    addrs.iter().any(|a| match a.family() {
+    let makes = addrs.iter().filter(|a| !a.has(AddrFlag::Noprefixroute));
+    makes.into_iter().any(|a| match a.family() {
         Family::Inet => r.prefsrc == Some(a.ip),
         Family::Inet6 => a.prefix() == r.dst,
     })
