@@ -253,6 +253,11 @@ impl NmStop {
         !self.original_active || self.bridge_profile || self.port_profile
     }
 
+    /// Whether stop activates the NIC's profile (which puts its link-local back).
+    pub(super) fn activates(&self) -> bool {
+        !self.original_active
+    }
+
     /// Before anything else: a leftover checkpoint destroyed, a new one made, the NIC's
     /// profile activated until the NIC has its lease back.
     pub(super) fn reclaim(&self, plan: &mut Plan) {

@@ -78,7 +78,7 @@ pub fn plan_stop(
     }
     match (pre.net.link(nic), live.net.link(nic)) {
         (Some(was), Some(now)) => {
-            let owner = if nm.is_some() {
+            let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates) {
                 LinkLocal::Nm
             } else {
                 LinkLocal::Env
