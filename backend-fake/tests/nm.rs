@@ -347,13 +347,11 @@ fn a_port_renews_nothing() {
         },
     })
     .unwrap();
-    for change in [LinkChange::Up] {
-        sim.apply_now(&Op::LinkSet {
-            name: br.clone(),
-            change,
-        })
-        .unwrap();
-    }
+    sim.apply_now(&Op::LinkSet {
+        name: br.clone(),
+        change: LinkChange::Up,
+    })
+    .unwrap();
     let net = sim.net();
     for a in net
         .addresses_of(&eth0)

@@ -435,7 +435,7 @@ impl Nm {
                     "is the device unmanaged (`nmcli device`)? `env-qemu stop` puts the host back",
                 )
             })?;
-        let none = zbus::zvariant::ObjectPath::try_from("/").expect("a valid path");
+        let none = zbus::zvariant::ObjectPath::from_static_str_unchecked("/");
         let active: OwnedObjectPath = self
             .call(
                 MANAGER,
