@@ -214,6 +214,10 @@ pub(super) struct NmStop {
     h: crate::nm::Handover,
     live: Option<crate::nm::NmHost>,
     original_active: bool,
+    /// The NIC is a port of the bridge without NM's port profile running on it (a start
+    /// killed between the kernel's enslaving and the port's activation): NM fails to
+    /// activate any profile on it ("dependency-failed") until it is released.
+    port_behind_nms_back: bool,
     bridge_profile: bool,
     port_profile: bool,
 }
@@ -236,7 +240,10 @@ impl NmStop {
         };
         let original_active = crate::nm::device(live, nic).and_then(|d| d.profile())
             == Some(h.original.uuid.as_str());
+        let port_behind_nms_back = live.net.link(nic).and_then(|l| l.master.as_ref()) == Some(br)
+            && crate::nm::device(live, nic).and_then(|d| d.profile()) != Some(h.port.uuid.as_str());
         Some(NmStop {
+            port_behind_nms_back,
             bridge_profile: l.has_profile(&h.bridge.uuid),
             port_profile: l.has_profile(&h.port.uuid),
             original_active,
@@ -281,6 +288,12 @@ impl NmStop {
         }));
         if !self.original_active {
             let nic = &self.h.port.dev;
+            if self.port_behind_nms_back {
+                plan.push(Op::LinkSet {
+                    name: nic.clone(),
+                    change: crate::op::LinkChange::NoMaster,
+                });
+            }
             let until = match self.h.lease {
                 Some(address) => crate::nm::NmUntil::Lease {
                     dev: nic.clone(),
