@@ -70,6 +70,8 @@ struct HostState {
     /// The lease of the last client ended: the LAN's server hands it to the next one (it
     /// knows the host by its MAC, which the bridge carries).
     last_lease: Option<SimLease>,
+    /// NetworkManager, when one runs ([`SimHost::start_network_manager`]).
+    nm: Option<crate::nm::SimNm>,
 }
 
 /// Simulated DHCP clients acting on a [`SimKernel`]. `Clone` gives another handle.
@@ -134,6 +136,24 @@ impl SimHost {
         pid
     }
 
+    /// NetworkManager running profile `id` (`uuid`) on `dev`, bound at once with `lease`.
+    pub fn start_network_manager(&self, dev: &IfName, lease: SimLease, uuid: &str, id: &str) {
+        let nm = crate::nm::SimNm::new(&self.sim, dev, lease, uuid, id);
+        self.lock().nm = Some(nm);
+    }
+
+    /// The UUID of the profile NetworkManager runs on `dev`.
+    pub fn nm_profile_on(&self, dev: &IfName) -> Option<String> {
+        self.lock().nm.as_ref().and_then(|n| n.profile_on(dev))
+    }
+
+    /// NetworkManager's in-memory profiles (names), checkpoints alive, rollbacks done.
+    pub fn nm_leftovers(&self) -> (Vec<String>, usize, u32) {
+        self.lock().nm.as_ref().map_or((Vec::new(), 0, 0), |n| {
+            (n.unsaved(), n.checkpoints(), n.rollbacks)
+        })
+    }
+
     /// The host operations applied so far.
     pub fn applied(&self) -> Vec<HostOp> {
         self.lock().applied.clone()
@@ -160,6 +180,11 @@ impl SimHost {
             };
             for (pid, dev) in due {
                 self.bind(pid, &dev, true);
+            }
+            let nm = self.lock().nm.take();
+            if let Some(mut nm) = nm {
+                nm.tick(&self.sim);
+                self.lock().nm = Some(nm);
             }
             self.sim.advance_clock(Duration::from_secs(1));
         }
@@ -294,10 +319,43 @@ impl Host for SimHost {
                 });
             }
         }
+        if let Some(nm) = &s.nm {
+            managed.extend(nm.managers(&self.sim, devs));
+        }
         Ok(Managers { managed })
     }
 
     async fn apply(&self, op: &HostOp) -> Result<(), KernelError> {
+        if self.sim.is_crashed() {
+            // env-qemu died: it asks no program anything any more.
+            return Err(KernelError::new(
+                ErrorKind::Other,
+                op.object(),
+                "the process died",
+            ));
+        }
+        if matches!(
+            op,
+            HostOp::NmCheckpointCreate { .. }
+                | HostOp::NmCheckpointDestroy { .. }
+                | HostOp::NmAdd { .. }
+                | HostOp::NmActivate { .. }
+                | HostOp::NmDelete { .. }
+        ) {
+            let taken = self.lock().nm.take();
+            let Some(mut nm) = taken else {
+                return Err(KernelError::new(
+                    ErrorKind::NotFound,
+                    op.object(),
+                    "no NetworkManager runs here",
+                ));
+            };
+            let r = nm.apply(&self.sim, op);
+            let mut s = self.lock();
+            s.nm = Some(nm);
+            s.applied.push(op.clone());
+            return r;
+        }
         let mut bind = None;
         {
             let mut s = self.lock();
@@ -337,6 +395,11 @@ impl Host for SimHost {
                     let gone = s.clients.remove(at);
                     s.last_lease = Some(gone.lease);
                 }
+                HostOp::NmCheckpointCreate { .. }
+                | HostOp::NmCheckpointDestroy { .. }
+                | HostOp::NmAdd { .. }
+                | HostOp::NmActivate { .. }
+                | HostOp::NmDelete { .. } => unreachable!("handled above"),
                 HostOp::Spawn { argv } => {
                     let dev = argv
                         .last()

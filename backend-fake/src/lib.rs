@@ -23,6 +23,7 @@ mod ipv6;
 mod links;
 mod neigh;
 mod nexthop;
+mod nm;
 mod ops;
 mod routes;
 mod sim;

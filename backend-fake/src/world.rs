@@ -179,6 +179,17 @@ impl SimKernel {
         ipv6::complete_dad(&mut w.ns);
     }
 
+    /// A bridge's forward delay set as a program other than env-qemu sets it
+    /// (NetworkManager's bridge profile: 2 s at least).
+    pub fn set_forward_delay(&self, dev: &IfName, centiseconds: u32) {
+        let _ = self.build("a bridge setting", |ns| {
+            if let Some(b) = ns.idx(dev).and_then(|i| ns.bridge_mut(i)) {
+                b.forward_delay = centiseconds;
+            }
+            Ok(())
+        });
+    }
+
     /// The clock moves on by `by`: remaining address lifetimes and IPv6 route expiries
     /// count down, and the kernel acts on what runs out, as it would in that time: a
     /// preferred lifetime at 0 makes the address `deprecated`, a valid lifetime at 0

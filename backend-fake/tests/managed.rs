@@ -22,7 +22,7 @@ use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::commands::{self, CommandError, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{Address, Family, MacAddr, NetState};
-use env_qemu_core::plan::StartRequest;
+use env_qemu_core::plan::{StartRequest, VmTaps};
 use env_qemu_core::store::MemoryStore;
 use env_qemu_core::{LinkChange, Op};
 use proptest::prelude::*;
@@ -205,11 +205,7 @@ async fn scenario(dhclient: bool, steps: &[Step]) {
         }
     }
     let r = run(&sim, &host, &store, |env| {
-        Box::pin(async move {
-            commands::stop(env, env_qemu_core::plan::VmTaps::Detach)
-                .await
-                .map(|_| ())
-        })
+        Box::pin(async move { commands::stop(env, VmTaps::Detach).await.map(|_| ()) })
     })
     .await;
     assert!(r.is_ok(), "stop after {waited} s: {}", r.unwrap_err());
@@ -307,7 +303,7 @@ fn a_dhclient_host_stopped_late_in_its_lease_keeps_it() {
         }
         connected(&sim.net()).unwrap();
         let r = run(&sim, &host, &store, |env| {
-            Box::pin(async move { commands::stop(env, false).await.map(|_| ()) })
+            Box::pin(async move { commands::stop(env, VmTaps::Refuse).await.map(|_| ()) })
         })
         .await;
         assert!(r.is_ok(), "stop: {}", r.unwrap_err());

@@ -19,7 +19,7 @@ use crate::exit::Failure;
 pub struct ManagerLine {
     /// `dhcpcd (manager, pid 812) manages eth0`.
     pub manages: String,
-    /// `handed over to the bridge`, `start refuses unless --force (issue 11)`…
+    /// `handed over to the bridge`, `refuses unless --force (…)`…
     pub start: String,
     /// Whether start can go ahead with it.
     pub handover: bool,
@@ -46,15 +46,23 @@ pub struct Report {
 }
 
 const HANDED_OVER: &str = "handed over to the bridge";
-const REFUSED: &str = "refuses unless --force (issue 11)";
+const REFUSED: &str = "refuses unless --force (env-qemu cannot hand this manager over)";
 
 /// What start does with `client`.
-fn start_line(client: &Client) -> (&'static str, bool) {
+fn start_line(client: &Client) -> (String, bool) {
     match client {
-        Client::Dhcpcd { .. } | Client::Dhclient { .. } => (HANDED_OVER, true),
-        Client::NetworkManager { .. } | Client::Networkd | Client::Unknown { .. } => {
-            (REFUSED, false)
-        }
+        Client::Dhcpcd { .. } | Client::Dhclient { .. } => (HANDED_OVER.into(), true),
+        Client::NetworkManager(d) => match &d.active {
+            Some(a) if d.manages() => (
+                format!(
+                    "{HANDED_OVER}: NetworkManager runs in-memory copies of profile {} on the bridge and its port, inside a checkpoint; stop activates {} again",
+                    a.id, a.id
+                ),
+                true,
+            ),
+            _ => ("moves its addresses and routes as they are (NetworkManager runs no profile of its own there)".into(), true),
+        },
+        Client::Networkd | Client::Unknown { .. } => (REFUSED.into(), false),
     }
 }
 
@@ -64,10 +72,13 @@ pub async fn report(ctx: &Ctx, devs: &[IfName]) -> Result<Report, Failure> {
     let mut managers = Vec::new();
     for dev in devs {
         for client in found.managers.of(dev) {
+            if !client.manages() {
+                continue;
+            }
             let (start, handover) = start_line(client);
             managers.push(ManagerLine {
                 manages: format!("{} manages {dev}", client.describe()),
-                start: start.into(),
+                start,
                 handover,
             });
         }
@@ -121,12 +132,12 @@ mod tests {
             pid: 812,
             lease: None,
         };
-        assert_eq!(start_line(&dhcpcd), (HANDED_OVER, true));
-        assert_eq!(start_line(&Client::Networkd), (REFUSED, false));
+        assert_eq!(start_line(&dhcpcd), (HANDED_OVER.to_string(), true));
+        assert_eq!(start_line(&Client::Networkd), (REFUSED.to_string(), false));
         let unknown = Client::Unknown {
             name: "udhcpc".into(),
             pid: Some(7),
         };
-        assert_eq!(start_line(&unknown), (REFUSED, false));
+        assert_eq!(start_line(&unknown), (REFUSED.to_string(), false));
     }
 }

@@ -108,7 +108,7 @@ fn doctor_and_status_name_a_dhcpcd_manager() {
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(
         lines[0],
-        format!("warn  manager           dhcpcd in another mount namespace (pid {pid}) manages eth0; start: refuses unless --force (issue 11)")
+        format!("warn  manager           dhcpcd in another mount namespace (pid {pid}) manages eth0; start: refuses unless --force (env-qemu cannot hand this manager over)")
     );
     assert!(
         lines[1].starts_with("warn  manager           dhcpcd (pid"),
@@ -130,7 +130,7 @@ fn doctor_and_status_name_a_dhcpcd_manager() {
     let lines = lines_with(&doctor.stdout, "manager");
     assert_eq!(
         lines[0],
-        format!("warn  manager           dhcpcd manager that does not answer on /run/dhcpcd/sock (pid {pid}) manages eth0; start: refuses unless --force (issue 11)"),
+        format!("warn  manager           dhcpcd manager that does not answer on /run/dhcpcd/sock (pid {pid}) manages eth0; start: refuses unless --force (env-qemu cannot hand this manager over)"),
         "{}",
         doctor.stdout
     );
@@ -213,9 +213,13 @@ time.sleep(1000)";
     let dir = TempDir::new();
     let eq = EnvQemu::new(&ns, &dir);
     let out = eq.ok(&["doctor"]).stdout;
-    let refused = "start: refuses unless --force (issue 11)";
+    let refused = "start: refuses unless --force (env-qemu cannot hand this manager over)";
+    // The test's env-qemu has a system bus where nothing listens (see common): a
+    // NetworkManager it cannot ask is refused, and named as a problem with the fix.
+    let bus = format!("unix:path={}/no-system-bus", eq.state_dir().display());
+    let nm = fakes[0].pid();
     let want = [
-        "NetworkManager manages eth0".to_string(),
+        format!("NetworkManager out of reach on {bus} (pid {nm}) manages eth0"),
         "systemd-networkd manages eth0".to_string(),
         format!("udhcpc (pid {}) manages eth0", fakes[2].pid()),
         format!(
@@ -224,12 +228,19 @@ time.sleep(1000)";
             holder.pid()
         ),
     ];
-    let lines = lines_with(&out, "manager");
+    let mut lines = lines_with(&out, "manager");
+    let problem = lines.pop().unwrap_or_default();
     assert_eq!(
         lines,
         want.iter()
             .map(|w| format!("warn  manager           {w}; {refused}"))
             .collect::<Vec<_>>(),
+        "{out}"
+    );
+    assert!(
+        problem.starts_with(&format!(
+            "warn  manager           NetworkManager (pid {nm}) runs in this network namespace and may manage eth0, but env-qemu cannot ask it over the system bus {bus}"
+        )) && problem.contains("set DBUS_SYSTEM_BUS_ADDRESS to it"),
         "{out}"
     );
 }

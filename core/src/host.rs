@@ -54,8 +54,9 @@ pub enum Client {
         argv: Vec<String>,
         lease: Option<Lease>,
     },
-    /// NetworkManager owns the device (over D-Bus).
-    NetworkManager { profile: Option<String> },
+    /// NetworkManager knows the device (over D-Bus): whether it manages it, and with
+    /// which profile, is in its view.
+    NetworkManager(Box<crate::nm::NmDevice>),
     /// systemd-networkd owns the device.
     Networkd,
     /// Something env-qemu cannot hand over: named, so start can refuse and say what.
@@ -74,10 +75,13 @@ impl Client {
                 format!("dhcpcd ({mode}, pid {pid})")
             }
             Client::Dhclient { pid, .. } => format!("dhclient (pid {pid})"),
-            Client::NetworkManager { profile: Some(p) } => {
-                format!("NetworkManager (profile {p})")
-            }
-            Client::NetworkManager { profile: None } => "NetworkManager".into(),
+            Client::NetworkManager(d) => match &d.active {
+                Some(a) if d.manages() => format!("NetworkManager (profile {})", a.id),
+                Some(a) if a.external => {
+                    format!("NetworkManager (assumed as it is, profile {})", a.id)
+                }
+                _ => "NetworkManager (no profile active)".into(),
+            },
             Client::Networkd => "systemd-networkd".into(),
             Client::Unknown { name, pid: Some(p) } => format!("{name} (pid {p})"),
             Client::Unknown { name, pid: None } => name.clone(),
@@ -90,13 +94,31 @@ impl Client {
         match (self, other) {
             (Client::Dhcpcd { mode: a, .. }, Client::Dhcpcd { mode: b, .. }) => a == b,
             (Client::Unknown { name: a, .. }, Client::Unknown { name: b, .. }) => a == b,
+            // The same profile running: NM assuming a device, or running another
+            // profile there, is not the same manager.
+            (Client::NetworkManager(a), Client::NetworkManager(b)) => {
+                a.profile().is_some() && a.profile() == b.profile()
+            }
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
 
     /// Whether env-qemu hands this client over to the bridge and back.
     pub fn handed_over(&self) -> bool {
-        matches!(self, Client::Dhcpcd { .. } | Client::Dhclient { .. })
+        match self {
+            Client::Dhcpcd { .. } | Client::Dhclient { .. } => true,
+            Client::NetworkManager(d) => d.manages(),
+            _ => false,
+        }
+    }
+
+    /// Whether it configures the device (NetworkManager may know a device without
+    /// managing it: no profile active, or one it only assumed).
+    pub fn manages(&self) -> bool {
+        match self {
+            Client::NetworkManager(d) => d.manages(),
+            _ => true,
+        }
     }
 
     /// The lease the client holds on the uplink, if it says.
@@ -140,6 +162,7 @@ impl Managers {
     pub fn describe(&self) -> Vec<String> {
         self.managed
             .iter()
+            .filter(|m| m.client.manages())
             .map(|m| format!("{} manages {}", m.client.describe(), m.dev))
             .collect()
     }
@@ -156,6 +179,24 @@ pub enum HostOp {
     Terminate { pid: u32, argv: Vec<String> },
     /// Starts `argv`, detached from env-qemu (its own session, stdio on /dev/null).
     Spawn { argv: Vec<String> },
+    /// NetworkManager's `CheckpointCreate` of every device, with the rollback timeout
+    /// `timeout` and the flags [`crate::nm::CHECKPOINT_FLAGS`]: should env-qemu die
+    /// before the checkpoint is destroyed, NM puts the host back by itself.
+    NmCheckpointCreate { timeout: u32 },
+    /// `CheckpointDestroy` of the checkpoints made since `since_ms` (CLOCK_BOOTTIME, ms)
+    /// that hold one of `devices`: env-qemu's (none left is what it is for).
+    NmCheckpointDestroy { since_ms: u64, devices: Vec<IfName> },
+    /// `AddConnection2` of an in-memory profile, autoconnect blocked.
+    NmAdd { profile: crate::nm::NmProfile },
+    /// `ActivateConnection` of the profile `uuid` on `dev`, then a wait for `until`.
+    NmActivate {
+        uuid: String,
+        id: String,
+        dev: IfName,
+        until: crate::nm::NmUntil,
+    },
+    /// `Delete` of the profile `uuid` (absent already: done).
+    NmDelete { uuid: String, id: String },
 }
 
 impl HostOp {
@@ -170,6 +211,16 @@ impl HostOp {
                 )
             }
             HostOp::Spawn { argv } => format!("program {}", argv.join(" ")),
+            HostOp::NmCheckpointCreate { .. } | HostOp::NmCheckpointDestroy { .. } => {
+                "NetworkManager's checkpoint".into()
+            }
+            HostOp::NmAdd { profile } => {
+                format!("NetworkManager profile {} ({})", profile.id, profile.uuid)
+            }
+            HostOp::NmActivate { id, uuid, dev, .. } => {
+                format!("NetworkManager profile {id} ({uuid}) on {dev}")
+            }
+            HostOp::NmDelete { id, uuid } => format!("NetworkManager profile {id} ({uuid})"),
         }
     }
 }
@@ -181,9 +232,25 @@ impl fmt::Display for HostOp {
             HostOp::Dhcpcd { args, .. } => write!(f, "dhcpcd {}", args.join(" ")),
             HostOp::Terminate { pid, .. } => write!(f, "kill -TERM {pid}"),
             HostOp::Spawn { argv } => write!(f, "{}", argv.join(" ")),
+            HostOp::NmCheckpointCreate { timeout } => write!(
+                f,
+                "CHECKPOINT=$({NM_BUSCTL} CheckpointCreate aouu 0 {timeout} {} | cut -d'\"' -f2)",
+                crate::nm::CHECKPOINT_FLAGS
+            ),
+            HostOp::NmCheckpointDestroy { .. } => {
+                write!(f, "{NM_BUSCTL} CheckpointDestroy o \"$CHECKPOINT\"")
+            }
+            HostOp::NmAdd { profile } => f.write_str(&profile.nmcli()),
+            HostOp::NmActivate { uuid, dev, .. } => {
+                write!(f, "nmcli --wait 30 connection up uuid {uuid} ifname {dev}")
+            }
+            HostOp::NmDelete { uuid, .. } => write!(f, "nmcli connection delete uuid {uuid}"),
         }
     }
 }
+
+/// How `--dry-run` calls NetworkManager's methods that nmcli has no command for.
+const NM_BUSCTL: &str = "busctl call org.freedesktop.NetworkManager /org/freedesktop/NetworkManager org.freedesktop.NetworkManager";
 
 /// The programs of a host that manage interfaces: detection and the handover operations.
 #[async_trait]

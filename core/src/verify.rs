@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::host::Client;
 use crate::model::{
     AddrFlag, AddrScope, Address, BridgeInfo, Family, IfName, Link, LinkKind, MacAddr, Neighbour,
     NudState, Route, RouteProtocol, Snapshot, SysctlKey, SysctlValue, Tmpfs,
@@ -64,6 +65,12 @@ pub struct Expected {
     /// A handed-over client makes its own copies of its `proto dhcp` routes, at its own
     /// metric: they compare by [`crate::plan::same_lease_route`].
     pub client_routes: bool,
+    /// Devices NetworkManager configures. When it applies an RA's MTU it switches
+    /// `accept_ra` on for an instant, and the kernel may take that RA: the IPv6 routes
+    /// this makes (with an expiry: `proto ra` default, `proto kernel` prefix) are the
+    /// kernel's, redundant with NM's, and expire; they are not differences (nm.md §6).
+    #[serde(default)]
+    pub nm_devices: Vec<IfName>,
 }
 
 /// One way the live state differs from the target, with the commands that would fix it.
@@ -279,7 +286,13 @@ impl Expected {
                 .routes
                 .iter()
                 .any(|w| w.key() == l.key() && w.dev == l.dev);
-            if !wanted && !paired && !own_fe80(l) && !derived(l) {
+            let ra_blip = |r: &Route| {
+                r.family() == Family::Inet6
+                    && r.expires.is_some()
+                    && matches!(r.protocol, RouteProtocol::Ra | RouteProtocol::Kernel)
+                    && r.dev.as_ref().is_some_and(|d| self.nm_devices.contains(d))
+            };
+            if !wanted && !paired && !own_fe80(l) && !derived(l) && !ra_blip(l) {
                 out.push(Difference {
                     object: l.to_string(),
                     expected: "absent".into(),
@@ -414,12 +427,18 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
             ..expect_link(was)
         }),
     ));
+    let nm = crate::nm::handover(pre, nic, br);
     e.links.push((
         br.clone(),
         Presence::Present(LinkExpect {
             bridge: Some(BridgeInfo {
                 stp: false,
-                forward_delay: 0,
+                // NetworkManager's bridge profile cannot say 0.
+                forward_delay: if nm.is_some() {
+                    crate::nm::FORWARD_DELAY_CS
+                } else {
+                    0
+                },
                 mac_fixed: true,
             }),
             ..expect_link(was)
@@ -466,10 +485,32 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
     e.sysctls.extend(all_dad(pre));
     e.client_routes = crate::plan::client_makes_routes(pre, nic);
     for c in crate::plan::handed(pre, nic) {
+        if let (Client::NetworkManager(_), Some(h)) = (c, &nm) {
+            e.nm_devices = vec![br.clone()];
+            // NetworkManager runs the bridge profile on the bridge, the port profile on
+            // the NIC.
+            for (dev, p) in [(br, &h.bridge), (nic, &h.port)] {
+                e.managed.push((dev.clone(), nm_running(p), true));
+            }
+            continue;
+        }
         e.managed.push((nic.clone(), c.clone(), false));
         e.managed.push((br.clone(), c.clone(), true));
     }
     e
+}
+
+/// NetworkManager running profile `p` on its device, as a detection reports it.
+fn nm_running(p: &crate::nm::NmProfile) -> Client {
+    Client::NetworkManager(Box::new(crate::nm::NmDevice {
+        active: Some(crate::nm::NmActive {
+            uuid: p.uuid.clone(),
+            id: p.id.clone(),
+            state: crate::nm::NmActiveState::Activated,
+            external: false,
+        }),
+        ..crate::nm::NmDevice::default()
+    }))
 }
 
 /// The target of `stop` and of a rolled-back `start`: the NIC as the pre-start snapshot
@@ -506,6 +547,9 @@ pub fn restored(
     e.tmpfs = req.shm.as_ref().and(pre.tmpfs.clone());
     e.client_routes = crate::plan::client_makes_routes(pre, nic);
     for c in crate::plan::handed(pre, nic) {
+        if matches!(c, Client::NetworkManager(_)) {
+            e.nm_devices = vec![nic.clone()];
+        }
         e.managed.push((nic.clone(), c.clone(), true));
     }
     e

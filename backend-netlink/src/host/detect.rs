@@ -50,6 +50,9 @@ pub enum ProblemKind {
     /// The program lives in the target network namespace, but its files (/run) are in
     /// another mount namespace: env-qemu cannot read its state nor restart it there.
     OtherMountNamespace,
+    /// NetworkManager runs, but the system bus at `address` does not lead to it: it
+    /// cannot be connected to, or another NetworkManager answers there.
+    NoBus { address: String, why: String },
 }
 
 impl fmt::Display for Problem {
@@ -64,6 +67,13 @@ impl fmt::Display for Problem {
                  (`dhcpcd -x` ends it by signal, and with `persistent` its addresses stay), \
                  then start its service again",
                 socket.display()
+            ),
+            ProblemKind::NoBus { address, why } => write!(
+                f,
+                "{program} (pid {pid}) runs in this network namespace and may manage {dev}, \
+                 but env-qemu cannot ask it over the system bus {address} ({why}): start \
+                 cannot hand {dev} over. Run env-qemu where NetworkManager's system bus is \
+                 (`nsenter -t {pid} -m -n env-qemu …`), or set DBUS_SYSTEM_BUS_ADDRESS to it"
             ),
             ProblemKind::OtherMountNamespace => write!(
                 f,
@@ -169,7 +179,7 @@ impl<'a> Found<'a> {
 
 /// Detection for `devs` in the network namespace of inode `netns`; the calling thread
 /// must be in it.
-pub(crate) fn detect(netns: u64, devs: &[IfName]) -> std::io::Result<Detected> {
+pub(crate) fn detect(netns: u64, devs: &[IfName], bus: Option<&str>) -> std::io::Result<Detected> {
     let scan = process::scan(netns)?;
     let mut found = Found {
         devs,
@@ -179,12 +189,8 @@ pub(crate) fn detect(netns: u64, devs: &[IfName]) -> std::io::Result<Detected> {
     };
     dhcpcd_daemons(&scan, &mut found);
     dhclients(&scan, &mut found);
-    if scan.named("NetworkManager").next().is_some() {
-        // Whether NetworkManager manages the device is issue 11's question; while it
-        // runs, start refuses (unless --force) and says so.
-        for dev in devs {
-            found.add(dev, Client::NetworkManager { profile: None });
-        }
+    if let Some(nm) = scan.named("NetworkManager").next() {
+        network_manager(&scan, nm, bus, &mut found);
     }
     if let Some(networkd) = scan.named("systemd-network").next() {
         networkd_links(&scan, networkd, &mut found);
@@ -306,6 +312,43 @@ fn dhclients(scan: &Scan, found: &mut Found<'_>) {
                 lease: dhclient::lease_of(&leases, dev.as_str(), args.v6),
             };
             found.add(dev, client);
+        }
+    }
+}
+
+/// NetworkManager, asked over the system bus `bus` (`DBUS_SYSTEM_BUS_ADDRESS`) or, when
+/// none is given, the default one if the daemon sees the same socket there. Every device
+/// it knows gets a [`Client::NetworkManager`] with its view (a profile of its own active
+/// there, or one it assumed, or none). A daemon out of reach is named as a problem.
+fn network_manager(scan: &Scan, nm: &Proc, bus: Option<&str>, found: &mut Found<'_>) {
+    let devs = found.devs.to_vec();
+    let address = match bus {
+        Some(a) => a,
+        None => {
+            let path = Path::new(super::nm::DEFAULT_BUS.trim_start_matches("unix:path="));
+            if !process::sees_same(scan, nm.pid, path) {
+                found.elsewhere(&devs, "NetworkManager", nm.pid);
+                return;
+            }
+            super::nm::DEFAULT_BUS
+        }
+    };
+    let asked = super::nm::Nm::connect(address, nm.pid).and_then(|c| c.devices(&devs));
+    match asked {
+        Ok(views) => {
+            for (dev, view) in views {
+                found.add(&dev, Client::NetworkManager(Box::new(view)));
+            }
+        }
+        Err(why) => {
+            for dev in &devs {
+                let kind = ProblemKind::NoBus {
+                    address: address.to_string(),
+                    why: why.to_string(),
+                };
+                let name = format!("NetworkManager out of reach on {address}");
+                found.problem(dev, "NetworkManager", nm.pid, kind, name);
+            }
         }
     }
 }

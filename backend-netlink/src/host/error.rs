@@ -54,6 +54,20 @@ impl HostFailure {
     }
 }
 
+impl std::fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.errno {
+            Some(e) => write!(
+                f,
+                "{} ({})",
+                self.detail,
+                std::io::Error::from_raw_os_error(e)
+            ),
+            None => f.write_str(&self.detail),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

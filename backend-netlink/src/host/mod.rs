@@ -18,6 +18,7 @@ mod detect;
 mod dhclient;
 mod dhcpcd;
 mod error;
+mod nm;
 mod process;
 
 use std::fs::File;
@@ -50,6 +51,9 @@ pub struct SystemHost {
     /// The namespace's inode: what `/proc/PID/ns/net` of its processes shows.
     inode: u64,
     namespace: String,
+    /// `DBUS_SYSTEM_BUS_ADDRESS` as env-qemu found it: the only bus NetworkManager is
+    /// asked on (the default one when unset).
+    bus: Option<String>,
 }
 
 impl SystemHost {
@@ -77,16 +81,19 @@ impl SystemHost {
             netns: Arc::new(OwnedFd::from(file)),
             inode,
             namespace,
+            bus: std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                .ok()
+                .filter(|a| !a.is_empty()),
         })
     }
 
     /// Who manages each of `devs`, and what stands in the way of handing them over.
     pub async fn detect(&self, devs: &[IfName]) -> Result<Detected, KernelError> {
         let devs = devs.to_vec();
-        let inode = self.inode;
+        let (inode, bus) = (self.inode, self.bus.clone());
         let found = self
             .run(move || {
-                detect::detect(inode, &devs)
+                detect::detect(inode, &devs, bus.as_deref())
                     .map_err(|e| HostFailure::io(&e, "read /proc", "run env-qemu as root"))
             })
             .await;
@@ -136,12 +143,37 @@ fn enter(fd: &OwnedFd, inode: u64) -> Result<(), HostFailure> {
     })
 }
 
-fn perform(op: &HostOp, inode: u64) -> Result<(), HostFailure> {
+fn perform(op: &HostOp, inode: u64, bus: Option<&str>) -> Result<(), HostFailure> {
     match op {
         HostOp::Dhcpcd { socket, args } => dhcpcd::send(socket, args),
         HostOp::Terminate { pid, argv } => process::terminate(*pid, argv, inode, TERM_TIMEOUT),
         HostOp::Spawn { argv } => process::spawn(argv, SPAWN_TIMEOUT).map(drop),
+        HostOp::NmCheckpointCreate { timeout } => {
+            network_manager(inode, bus)?.checkpoint_create(*timeout)
+        }
+        HostOp::NmCheckpointDestroy { since_ms, devices } => {
+            network_manager(inode, bus)?.checkpoint_destroy(*since_ms, devices)
+        }
+        HostOp::NmAdd { profile } => network_manager(inode, bus)?.add(profile),
+        HostOp::NmActivate {
+            uuid, dev, until, ..
+        } => network_manager(inode, bus)?.activate(uuid, dev, until),
+        HostOp::NmDelete { uuid, .. } => network_manager(inode, bus)?.delete(uuid),
     }
+}
+
+/// The NetworkManager of the namespace, on the bus detection would ask.
+fn network_manager(inode: u64, bus: Option<&str>) -> Result<nm::Nm, HostFailure> {
+    let scan = process::scan(inode)
+        .map_err(|e| HostFailure::io(&e, "read /proc", "run env-qemu as root"))?;
+    let pid = scan.named("NetworkManager").next().map(|p| p.pid).ok_or_else(|| {
+        HostFailure::new(
+            ErrorKind::NotFound,
+            "NetworkManager does not run in this network namespace",
+            "start NetworkManager again (`systemctl start NetworkManager`), then run the command again",
+        )
+    })?;
+    nm::Nm::connect(bus.unwrap_or(nm::DEFAULT_BUS), pid)
 }
 
 #[async_trait]
@@ -151,8 +183,8 @@ impl Host for SystemHost {
     }
 
     async fn apply(&self, op: &HostOp) -> Result<(), KernelError> {
-        let (owned, inode) = (op.clone(), self.inode);
-        self.run(move || perform(&owned, inode))
+        let (owned, inode, bus) = (op.clone(), self.inode, self.bus.clone());
+        self.run(move || perform(&owned, inode, bus.as_deref()))
             .await
             .and_then(|r| r)
             .map_err(|f| f.into_kernel_error(op.object()))

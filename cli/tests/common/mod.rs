@@ -79,9 +79,18 @@ impl EnvQemu {
     }
 
     /// The command, not yet run.
+    /// The system bus is a path in the test's directory where nothing listens: should
+    /// a test namespace run a program named NetworkManager, env-qemu asks nothing of a
+    /// machine's bus.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(self.confinement()).args(args);
+        c.args(self.confinement())
+            .args(args)
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}/no-system-bus", self.state_dir.display()),
+            )
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
         c
     }
 

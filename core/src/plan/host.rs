@@ -90,6 +90,250 @@ pub(super) fn adopt(pre: &Snapshot, live: &Snapshot, nic: &IfName, to: &IfName, 
     }
 }
 
+/// NetworkManager's part of `start` (docs/network-manager.md): where the NIC's profile
+/// is NM's own, the bridge gets an in-memory profile carrying its IP settings and the NIC
+/// one as the bridge's port, all inside a checkpoint. Each step is planned only if the
+/// live state lacks what it does: the checkpoint (one made since the pre-start snapshot
+/// is env-qemu's), the profiles (by their stable UUIDs), the activations.
+pub(super) struct NmStart {
+    h: crate::nm::Handover,
+    /// NetworkManager's live view of the host; `None`: NM does not run now.
+    live: Option<crate::nm::NmHost>,
+    bridge_active: bool,
+    port_active: bool,
+}
+
+impl NmStart {
+    pub(super) fn new(
+        pre: &Snapshot,
+        live: &Snapshot,
+        nic: &IfName,
+        br: &IfName,
+        plan: &mut Plan,
+    ) -> Option<NmStart> {
+        let h = crate::nm::handover(pre, nic, br)?;
+        let live_host = crate::nm::host(live).cloned();
+        if live_host.is_none() {
+            plan.notes.push(format!(
+                "NetworkManager managed {nic} with profile {} but does not run now: nothing will renew the lease on {br}",
+                h.original.id
+            ));
+        }
+        let on = |dev: &IfName, uuid: &str| {
+            crate::nm::device(live, dev).and_then(|d| d.profile()) == Some(uuid)
+        };
+        Some(NmStart {
+            bridge_active: on(br, &h.bridge.uuid),
+            port_active: on(nic, &h.port.uuid),
+            h,
+            live: live_host,
+        })
+    }
+
+    fn pending(&self) -> bool {
+        self.live.is_some() && !(self.bridge_active && self.port_active)
+    }
+
+    fn devices(&self) -> Vec<IfName> {
+        vec![self.h.port.dev.clone(), self.h.bridge.dev.clone()]
+    }
+
+    fn leftover(&self) -> bool {
+        let devs = self.devices();
+        let refs: Vec<&IfName> = devs.iter().collect();
+        self.live
+            .as_ref()
+            .is_some_and(|l| l.checkpoints_since(self.h.since_ms, &refs).next().is_some())
+    }
+
+    /// First of all: the checkpoint, unless one of env-qemu's is alive already.
+    pub(super) fn checkpoint(&self, plan: &mut Plan) {
+        if self.pending() && !self.leftover() {
+            plan.push(host(HostOp::NmCheckpointCreate {
+                timeout: crate::nm::CHECKPOINT_TIMEOUT,
+            }));
+        }
+    }
+
+    /// Once the bridge is up and before any address is on it: the profiles, and the
+    /// bridge's activated (NM flushes a device it activates a profile on; an empty one
+    /// loses nothing).
+    pub(super) fn adopt_bridge(&self, plan: &mut Plan) {
+        let Some(live) = self.live.as_ref().filter(|_| self.pending()) else {
+            return;
+        };
+        for p in [&self.h.bridge, &self.h.port] {
+            if !live.has_profile(&p.uuid) {
+                plan.push(host(HostOp::NmAdd { profile: p.clone() }));
+            }
+        }
+        if !self.bridge_active {
+            plan.push(host(HostOp::NmActivate {
+                uuid: self.h.bridge.uuid.clone(),
+                id: self.h.bridge.id.clone(),
+                dev: self.h.bridge.dev.clone(),
+                until: crate::nm::NmUntil::IpConfig,
+            }));
+        }
+    }
+
+    /// Once the NIC is a port carrying nothing: its port profile, until the bridge has
+    /// the NIC's lease; then the checkpoint goes.
+    pub(super) fn adopt_port(&self, plan: &mut Plan) {
+        if self.live.is_none() {
+            return;
+        }
+        if self.pending() && !self.port_active {
+            let until = match self.h.lease {
+                Some(address) => crate::nm::NmUntil::Lease {
+                    dev: self.h.bridge.dev.clone(),
+                    address,
+                },
+                None => crate::nm::NmUntil::Activated,
+            };
+            plan.push(host(HostOp::NmActivate {
+                uuid: self.h.port.uuid.clone(),
+                id: self.h.port.id.clone(),
+                dev: self.h.port.dev.clone(),
+                until,
+            }));
+        }
+        if self.pending() || self.leftover() {
+            plan.push(host(HostOp::NmCheckpointDestroy {
+                since_ms: self.h.since_ms,
+                devices: self.devices(),
+            }));
+        }
+    }
+}
+
+/// NetworkManager's part of `stop`: the NIC's own profile activated again (NM releases
+/// the port and leases on the NIC), the in-memory profiles deleted once the bridge is
+/// gone, inside a checkpoint; a checkpoint left by an interrupted command destroyed
+/// first (its rollback would bridge the NIC again).
+pub(super) struct NmStop {
+    h: crate::nm::Handover,
+    live: Option<crate::nm::NmHost>,
+    original_active: bool,
+    /// The NIC is a port of the bridge without NM's port profile running on it (a start
+    /// killed between the kernel's enslaving and the port's activation): NM fails to
+    /// activate any profile on it ("dependency-failed") until it is released.
+    port_behind_nms_back: bool,
+    bridge_profile: bool,
+    port_profile: bool,
+}
+
+impl NmStop {
+    pub(super) fn new(
+        pre: &Snapshot,
+        live: &Snapshot,
+        nic: &IfName,
+        br: &IfName,
+        plan: &mut Plan,
+    ) -> Option<NmStop> {
+        let h = crate::nm::handover(pre, nic, br)?;
+        let Some(l) = crate::nm::host(live).cloned() else {
+            plan.notes.push(format!(
+                "NetworkManager does not run now: it activates {nic}'s profile {} itself when it starts",
+                h.original.id
+            ));
+            return None;
+        };
+        let original_active = crate::nm::device(live, nic).and_then(|d| d.profile())
+            == Some(h.original.uuid.as_str());
+        let port_behind_nms_back = live.net.link(nic).and_then(|l| l.master.as_ref()) == Some(br)
+            && crate::nm::device(live, nic).and_then(|d| d.profile()) != Some(h.port.uuid.as_str());
+        Some(NmStop {
+            port_behind_nms_back,
+            bridge_profile: l.has_profile(&h.bridge.uuid),
+            port_profile: l.has_profile(&h.port.uuid),
+            original_active,
+            h,
+            live: Some(l),
+        })
+    }
+
+    fn devices(&self) -> Vec<IfName> {
+        vec![self.h.port.dev.clone(), self.h.bridge.dev.clone()]
+    }
+
+    fn pending(&self) -> bool {
+        !self.original_active || self.bridge_profile || self.port_profile
+    }
+
+    /// Whether stop activates the NIC's profile (which puts its link-local back).
+    pub(super) fn activates(&self) -> bool {
+        !self.original_active
+    }
+
+    /// Before anything else: a leftover checkpoint destroyed, a new one made, the NIC's
+    /// profile activated until the NIC has its lease back.
+    pub(super) fn reclaim(&self, plan: &mut Plan) {
+        let devs = self.devices();
+        let refs: Vec<&IfName> = devs.iter().collect();
+        let leftover = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.checkpoints_since(self.h.since_ms, &refs).next().is_some());
+        if leftover {
+            plan.push(host(HostOp::NmCheckpointDestroy {
+                since_ms: self.h.since_ms,
+                devices: devs.clone(),
+            }));
+        }
+        if !self.pending() {
+            return;
+        }
+        plan.push(host(HostOp::NmCheckpointCreate {
+            timeout: crate::nm::CHECKPOINT_TIMEOUT,
+        }));
+        if !self.original_active {
+            let nic = &self.h.port.dev;
+            if self.port_behind_nms_back {
+                plan.push(Op::LinkSet {
+                    name: nic.clone(),
+                    change: crate::op::LinkChange::NoMaster,
+                });
+            }
+            let until = match self.h.lease {
+                Some(address) => crate::nm::NmUntil::Lease {
+                    dev: nic.clone(),
+                    address,
+                },
+                None => crate::nm::NmUntil::IpConfig,
+            };
+            plan.push(host(HostOp::NmActivate {
+                uuid: self.h.original.uuid.clone(),
+                id: self.h.original.id.clone(),
+                dev: nic.clone(),
+                until,
+            }));
+        }
+    }
+
+    /// Once the bridge is gone: the in-memory profiles deleted, the checkpoint destroyed.
+    pub(super) fn finish(&self, plan: &mut Plan) {
+        if !self.pending() {
+            return;
+        }
+        for (there, p) in [
+            (self.bridge_profile, &self.h.bridge),
+            (self.port_profile, &self.h.port),
+        ] {
+            if there {
+                plan.push(host(HostOp::NmDelete {
+                    uuid: p.uuid.clone(),
+                    id: p.id.clone(),
+                }));
+            }
+        }
+        plan.push(host(HostOp::NmCheckpointDestroy {
+            since_ms: self.h.since_ms,
+            devices: self.devices(),
+        }));
+    }
+}
+
 /// A dhclient command line for another interface: the interface argument, and the
 /// per-interface pid and lease file names (`/run/dhclient.eth0.pid`) that ifupdown
 /// derives from it, now name `to`.

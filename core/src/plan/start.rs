@@ -85,6 +85,11 @@ pub fn plan_bridged(
     // The NIC's DHCP client lets go of it first: left running, it would put its address
     // back on the port at its next renewal.
     super::host::release(pre, live, nic, nic, &mut plan);
+    // NetworkManager: the whole handover inside a checkpoint.
+    let nm = super::host::NmStart::new(pre, live, nic, br, &mut plan);
+    if let Some(nm) = &nm {
+        nm.checkpoint(&mut plan);
+    }
     let bridge = live.net.link(br);
     make_bridge(&mut plan, was, br, bridge)?;
     let knob =
@@ -118,6 +123,9 @@ pub fn plan_bridged(
         plan.notes.push(format!(
             "{nic} is down: {br} stays down too until you bring both up"
         ));
+    }
+    if let Some(nm) = &nm {
+        nm.adopt_bridge(&mut plan);
     }
     for a in &missing {
         plan.push(Op::AddrAdd { address: a.on(br) });
@@ -178,6 +186,9 @@ pub fn plan_bridged(
     move_routes(pre, live, (nic, br), &missing, &mut plan);
     unaddress_port(live, nic, &mut plan);
     super::host::adopt(pre, live, nic, br, &mut plan);
+    if let Some(nm) = &nm {
+        nm.adopt_port(&mut plan);
+    }
     grow_tmpfs(live, req, &mut plan)?;
     Ok(plan)
 }
@@ -286,9 +297,12 @@ fn move_routes(
 }
 
 /// Whether adding one of `addrs` makes the kernel's prefix route `r`: an IPv4 one names
-/// its address as source, an IPv6 one is the address's prefix.
+/// its address as source, an IPv6 one is the address's prefix. A `noprefixroute` address
+/// makes none (NetworkManager adds its own `proto kernel` route for such an address, at
+/// its metric: that one moves like any other route).
 pub(super) fn made_by(r: &Route, addrs: &[Address]) -> bool {
-    addrs.iter().any(|a| match a.family() {
+    let makes = addrs.iter().filter(|a| !a.has(AddrFlag::Noprefixroute));
+    makes.into_iter().any(|a| match a.family() {
         Family::Inet => r.prefsrc == Some(a.ip),
         Family::Inet6 => a.prefix() == r.dst,
     })
@@ -404,12 +418,13 @@ pub(super) fn await_dad(dev: &IfName, added: &[Address]) -> Op {
 /// not renew its lease there, and the host would lose the address when it ends.
 fn check_managers(s: &Snapshot, nic: &IfName) -> Result<(), PlanError> {
     use crate::host::Client;
-    let Some(c) = s.managers.of(nic).find(|c| {
-        matches!(
-            c,
-            Client::NetworkManager { .. } | Client::Networkd | Client::Unknown { .. }
-        )
-    }) else {
+    // NetworkManager is handed over where it runs a profile of its own on the NIC, and
+    // manages nothing to hand over otherwise.
+    let Some(c) = s
+        .managers
+        .of(nic)
+        .find(|c| matches!(c, Client::Networkd | Client::Unknown { .. }))
+    else {
         return Ok(());
     };
     // The longest-lived dynamic IPv4 address says when the host loses IPv4 on the bridge.

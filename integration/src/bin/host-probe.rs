@@ -52,6 +52,7 @@ async fn run(args: &[String]) -> Result<serde_json::Value, serde_json::Value> {
                     let kind = match &p.kind {
                         ProblemKind::NoAnswer { .. } => "no_answer",
                         ProblemKind::OtherMountNamespace => "other_mount_namespace",
+                        ProblemKind::NoBus { .. } => "no_bus",
                     };
                     json!({ "dev": p.dev, "pid": p.pid, "kind": kind, "message": p.to_string() })
                 })

@@ -311,6 +311,11 @@ impl ClientHost {
             .run("mkdir", &["-p", "/run/eqt-nm-empty"])
             .expect("mkdir");
         self.started = Instant::now();
+        self.spawn_network_manager(log("nm.log"));
+    }
+
+    /// NetworkManager in the holder, its log to `log`.
+    fn spawn_network_manager(&mut self, log: std::fs::File) {
         let mut cmd = self.holder.command("NetworkManager");
         cmd.args([
             "--no-daemon",
@@ -320,8 +325,38 @@ impl ClientHost {
             "--system-config-dir=/run/eqt-nm-empty",
         ])
         .stdout(Stdio::null())
-        .stderr(log("nm.log"));
+        .stderr(log);
         self.spawn("NetworkManager", &mut cmd);
+    }
+
+    /// Ends NetworkManager (`signal`, by PID, once `ip netns identify` names the host's
+    /// namespace; SIGKILL if it is still there after 10 s) and starts it again in the
+    /// same holder: its /run (in-memory profiles, device state files) stays, like a
+    /// daemon restarted by its service manager. Its log goes on in the same file.
+    pub fn restart_network_manager(&mut self, signal: nix::sys::signal::Signal) {
+        assert_eq!(self.spec.manager, Manager::NetworkManager);
+        let at = self
+            .launched
+            .iter()
+            .position(|g| g.name() == "NetworkManager")
+            .expect("NetworkManager was launched");
+        let mut nm = self.launched.remove(at);
+        let process =
+            crate::hosts::process::NsProcess::open(nm.pid()).expect("NetworkManager runs");
+        process
+            .signal_in(self.ns.name(), signal)
+            .expect("signal NetworkManager");
+        if !process.wait_exit(Duration::from_secs(10)) {
+            process
+                .signal_in(self.ns.name(), nix::sys::signal::Signal::SIGKILL)
+                .expect("SIGKILL NetworkManager");
+        }
+        nm.terminate(Duration::from_secs(5));
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("nm.log"))
+            .expect("open nm.log");
+        self.spawn_network_manager(log);
     }
 
     pub fn spec(&self) -> HostSpec {

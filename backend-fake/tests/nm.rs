@@ -1,0 +1,388 @@
+//! Hosts whose NIC NetworkManager owns (the simulated NetworkManager of [`SimHost`],
+//! modelled on NM 1.42: it assumes devices it runs no profile on, its renewals fail on a
+//! bridge port, its checkpoints roll back), with leases that run out.
+//!
+//! Properties:
+//! - start hands the NIC over to NM (bridge and port profiles), stop gives it back to
+//!   its own profile, both verified; at every instant — after each command and each
+//!   second of the clock — the leased address is on an up device that is not a port,
+//!   with a default route through it; after stop the host is as before apart from
+//!   lifetimes, no in-memory profile or checkpoint is left, and a lease later still so;
+//! - env-qemu killed at any step of start: NM's checkpoint rolls the host back within
+//!   its timeout (the NIC on its profile, connected), and stop then restores the rest;
+//! - env-qemu killed at any step of start and stop run at once: the leftover checkpoint
+//!   is destroyed, and no rollback comes later to undo the restore.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::world::n;
+use common::{runtime, DyingStore};
+use env_qemu_backend_fake::host::{SimHost, SimLease};
+use env_qemu_backend_fake::SimKernel;
+use env_qemu_core::commands::{self, CommandError, Env};
+use env_qemu_core::exec::Event;
+use env_qemu_core::model::{Address, Family, MacAddr, NetState};
+use env_qemu_core::plan::{StartRequest, VmTaps};
+use env_qemu_core::store::{MemoryStore, StateStore};
+use env_qemu_core::{LinkChange, Op};
+use proptest::prelude::*;
+
+const LEASE: u32 = 120;
+const PROFILE: &str = "5f0d8d5e-6d7e-4a39-9b6e-0000000e0001";
+
+fn lease() -> SimLease {
+    SimLease {
+        address: "192.0.2.10".parse().unwrap(),
+        prefix_len: 24,
+        router: "192.0.2.1".parse().unwrap(),
+        seconds: LEASE,
+    }
+}
+
+/// eth0 up with NetworkManager's profile bound, and two taps for VMs.
+fn world() -> (SimKernel, SimHost) {
+    let sim = SimKernel::new();
+    let eth0 = n("eth0");
+    sim.add_nic(&eth0, MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]), 1500);
+    sim.apply_now(&Op::LinkSet {
+        name: eth0.clone(),
+        change: LinkChange::Up,
+    })
+    .unwrap();
+    for t in ["tap0", "tap1"] {
+        sim.apply_now(&Op::LinkAdd {
+            spec: env_qemu_core::LinkSpec::Tap {
+                name: n(t),
+                owner: None,
+                group: None,
+            },
+        })
+        .unwrap();
+    }
+    sim.advance_time();
+    let host = SimHost::new(sim.clone());
+    host.start_network_manager(&eth0, lease(), PROFILE, "Wired connection 1");
+    (sim, host)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Wait(u64),
+    Add(usize),
+    Del(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (1u64..200).prop_map(Step::Wait),
+        1 => (0usize..2).prop_map(Step::Add),
+        1 => (0usize..2).prop_map(Step::Del),
+    ]
+}
+
+async fn run(
+    sim: &SimKernel,
+    host: &SimHost,
+    store: &dyn StateStore,
+    cmd: impl for<'e> FnOnce(
+        &'e mut Env<'e>,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), CommandError>> + 'e>,
+    >,
+) -> Result<(), CommandError> {
+    let mut noop = |_: Event<'_>| {};
+    let mut env = Env {
+        kernel: sim,
+        host,
+        store,
+        netns: "sim".into(),
+        observer: &mut noop,
+    };
+    cmd(&mut env).await
+}
+
+fn request() -> StartRequest {
+    StartRequest {
+        uplink: n("eth0"),
+        bridge: n("lepont"),
+        shm: None,
+        force: false,
+    }
+}
+
+async fn start(
+    sim: &SimKernel,
+    host: &SimHost,
+    store: &dyn StateStore,
+) -> Result<(), CommandError> {
+    run(sim, host, store, |env| {
+        Box::pin(async move { commands::start(env, &request()).await.map(|_| ()) })
+    })
+    .await
+}
+
+async fn stop(sim: &SimKernel, host: &SimHost, store: &dyn StateStore) -> Result<(), CommandError> {
+    run(sim, host, store, |env| {
+        Box::pin(async move { commands::stop(env, VmTaps::Detach).await.map(|_| ()) })
+    })
+    .await
+}
+
+/// The leased address is on an up device that is not a port, with a default route there.
+fn connected(net: &NetState) -> Result<(), String> {
+    let ip: IpAddr = lease().address;
+    let on: Vec<&Address> = net.addresses.iter().filter(|a| a.ip == ip).collect();
+    let usable = on
+        .iter()
+        .find(|a| net.link(&a.dev).is_some_and(|l| l.up && l.master.is_none()));
+    let Some(a) = usable else {
+        return Err(format!("{ip} is on no usable device: {on:?}"));
+    };
+    let default = net
+        .routes_via(&a.dev)
+        .any(|r| r.family() == Family::Inet && r.dst.is_default());
+    if !default {
+        return Err(format!(
+            "no IPv4 default route through {}: {:#?}",
+            a.dev, net.routes
+        ));
+    }
+    Ok(())
+}
+
+/// `net` with lifetimes and expiries set aside, ifindexes and order normalised.
+fn timeless(net: &NetState) -> NetState {
+    let mut s = net.normalized();
+    for a in &mut s.addresses {
+        a.valid_lft = a.valid_lft.map(|_| 0);
+        a.preferred_lft = a.preferred_lft.map(|_| 0);
+    }
+    for r in &mut s.routes {
+        *r = r.expiry_normalized();
+    }
+    s
+}
+
+/// The host as before start, eth0 on its profile, nothing of env-qemu's left in NM.
+fn given_back(sim: &SimKernel, host: &SimHost, before: &NetState, when: &str) {
+    // NM's link-local through DAD.
+    sim.advance_time();
+    connected(&sim.net()).unwrap_or_else(|e| panic!("{when}: {e}"));
+    assert_eq!(timeless(&sim.net()), *before, "{when}");
+    assert_eq!(
+        host.nm_profile_on(&n("eth0")).as_deref(),
+        Some(PROFILE),
+        "{when}"
+    );
+    let (profiles, checkpoints, _) = host.nm_leftovers();
+    assert!(profiles.is_empty(), "{when}: profiles left {profiles:?}");
+    assert_eq!(checkpoints, 0, "{when}: checkpoints left");
+}
+
+async fn scenario(steps: &[Step]) {
+    let (sim, host) = world();
+    let store = MemoryStore::new();
+    let before = timeless(&sim.net());
+    connected(&sim.net()).unwrap();
+    let r = start(&sim, &host, &store).await;
+    if let Err(CommandError::Unreached(u)) = &r {
+        let d: Vec<String> = u.forward.residual.iter().map(|d| d.to_string()).collect();
+        panic!("start did not reach its goal: {}\n{d:#?}", u);
+    }
+    assert!(r.is_ok(), "start: {}", r.unwrap_err());
+    connected(&sim.net()).unwrap_or_else(|e| panic!("after start: {e}"));
+    assert!(
+        host.nm_profile_on(&n("lepont")).is_some(),
+        "NM runs no profile on lepont"
+    );
+    assert_eq!(host.nm_leftovers().1, 0, "the checkpoint outlived start");
+    let mut attached = [false; 2];
+    let mut waited = 0;
+    for &s in steps {
+        match s {
+            Step::Wait(secs) => {
+                for _ in 0..secs {
+                    host.advance(Duration::from_secs(1));
+                    waited += 1;
+                    connected(&sim.net()).unwrap_or_else(|e| {
+                        panic!("{waited} s after start: {e}\n{:?}", host.applied())
+                    });
+                }
+            }
+            Step::Add(t) | Step::Del(t) => {
+                let add = matches!(s, Step::Add(_));
+                let tap = n(&format!("tap{t}"));
+                let r = run(&sim, &host, &store, |env| {
+                    Box::pin(async move {
+                        if add {
+                            commands::add(env, &tap).await.map(|_| ())
+                        } else {
+                            commands::del(env, &tap).await.map(|_| ())
+                        }
+                    })
+                })
+                .await;
+                match (add, attached[t], r) {
+                    (true, _, Ok(())) => attached[t] = true,
+                    (false, true, Ok(())) => attached[t] = false,
+                    (false, false, Err(CommandError::Plan(_))) => {}
+                    (a, was, r) => panic!("add={a} attached={was}: {r:?}"),
+                }
+                connected(&sim.net()).unwrap_or_else(|e| panic!("after {s:?}: {e}"));
+            }
+        }
+    }
+    let r = stop(&sim, &host, &store).await;
+    assert!(r.is_ok(), "stop after {waited} s: {}", r.unwrap_err());
+    given_back(&sim, &host, &before, "after stop");
+    host.advance(Duration::from_secs(u64::from(LEASE) + 10));
+    given_back(&sim, &host, &before, "a lease after stop");
+}
+
+/// Start killed after `after` kernel operations; then, with `stop_at_once`, stop right
+/// away, else once NM's checkpoint has rolled back.
+async fn killed(after: usize, stop_at_once: bool) {
+    let (sim, host) = world();
+    let store = MemoryStore::new();
+    let before = timeless(&sim.net());
+    sim.crash_after(after);
+    let dying = DyingStore {
+        inner: &store,
+        sim: &sim,
+    };
+    let r = start(&sim, &host, &dying).await;
+    if !sim.is_crashed() {
+        // Start finished before the crash point: nothing to roll back.
+        assert!(r.is_ok(), "start: {}", r.unwrap_err());
+        sim.clear_faults();
+        let r = stop(&sim, &host, &store).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+        given_back(&sim, &host, &before, "after a whole start and stop");
+        return;
+    }
+    sim.revive();
+    let timeout = u64::from(env_qemu_core::nm::CHECKPOINT_TIMEOUT);
+    if !stop_at_once {
+        host.advance(Duration::from_secs(timeout + 1));
+        let (profiles, checkpoints, rollbacks) = host.nm_leftovers();
+        let checkpointed = host
+            .applied()
+            .iter()
+            .any(|o| matches!(o, env_qemu_core::host::HostOp::NmCheckpointCreate { .. }));
+        if checkpointed {
+            assert_eq!(rollbacks, 1, "killed after {after}: no rollback");
+            assert!(profiles.is_empty() && checkpoints == 0, "{profiles:?}");
+            assert_eq!(host.nm_profile_on(&n("eth0")).as_deref(), Some(PROFILE));
+            connected(&sim.net())
+                .unwrap_or_else(|e| panic!("killed after {after}, rolled back: {e}"));
+        }
+    }
+    if store.load().unwrap().is_some() {
+        let r = stop(&sim, &host, &store).await;
+        assert!(
+            r.is_ok(),
+            "stop after a start killed after {after}: {}",
+            r.unwrap_err()
+        );
+    }
+    given_back(&sim, &host, &before, "after stop");
+    host.advance(Duration::from_secs(timeout + 5));
+    given_back(&sim, &host, &before, "a checkpoint timeout after stop");
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: common::cases().min(200),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn an_nm_host_stays_connected_over_several_leases(steps in proptest::collection::vec(step(), 1..8)) {
+        runtime().block_on(scenario(&steps));
+    }
+}
+
+/// Three lease lifetimes bridged, deterministic.
+#[test]
+fn three_leases_bridged_and_back() {
+    runtime().block_on(scenario(&[
+        Step::Add(0),
+        Step::Wait(3 * u64::from(LEASE) + 7),
+    ]));
+}
+
+/// Every crash point of start (each of its kernel operations), both recoveries.
+#[test]
+fn a_killed_start_is_rolled_back_or_cleaned() {
+    for after in 1..30 {
+        for at_once in [false, true] {
+            runtime().block_on(killed(after, at_once));
+        }
+    }
+}
+
+/// The model's premise: NetworkManager left on a NIC that became a bridge port (start
+/// with the kernel's steps only, as before issue 11) renews nothing, and the copy of its
+/// address on the bridge runs out with the lease.
+#[test]
+fn a_port_renews_nothing() {
+    let (sim, host) = world();
+    let eth0 = n("eth0");
+    let br = n("br0");
+    sim.apply_now(&Op::LinkAdd {
+        spec: env_qemu_core::LinkSpec::Bridge {
+            name: br.clone(),
+            mac: None,
+            mtu: None,
+            stp: false,
+            forward_delay: 0,
+        },
+    })
+    .unwrap();
+    sim.apply_now(&Op::LinkSet {
+        name: br.clone(),
+        change: LinkChange::Up,
+    })
+    .unwrap();
+    let net = sim.net();
+    for a in net
+        .addresses_of(&eth0)
+        .filter(|a| a.family() == Family::Inet)
+    {
+        sim.apply_now(&Op::AddrAdd { address: a.on(&br) }).unwrap();
+    }
+    sim.apply_now(&Op::LinkSet {
+        name: eth0.clone(),
+        change: LinkChange::Master(br.clone()),
+    })
+    .unwrap();
+    let mut routes: Vec<_> = net
+        .routes_via(&eth0)
+        .filter(|r| r.family() == Family::Inet)
+        .collect();
+    routes.sort_by_key(|r| r.gateway.is_some());
+    for r in routes {
+        sim.apply_now(&Op::RouteReplace { route: r.on(&br) })
+            .unwrap();
+    }
+    for a in net
+        .addresses_of(&eth0)
+        .filter(|a| a.family() == Family::Inet)
+    {
+        sim.apply_now(&Op::AddrDel { address: a.clone() }).unwrap();
+    }
+    connected(&sim.net()).expect("connected through the bridge at first");
+    host.advance(Duration::from_secs(u64::from(LEASE) + 1));
+    assert!(
+        connected(&sim.net()).is_err(),
+        "the lease outlived its time on a port"
+    );
+}
