@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod model;
 pub mod observe;
 pub mod op;
+pub mod pending;
 pub mod plan;
 pub mod state;
 pub mod store;
