@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use env_qemu_core::model::IfName;
-use env_qemu_core::pending::{AgentId, BootTime, Clock, Connection, Origin};
+use env_qemu_core::pending::{BootTime, Clock, Connection, Origin, Pending};
 use env_qemu_core::KernelError;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
@@ -94,10 +94,35 @@ pub fn started_at(pid: u32) -> Option<BootTime> {
     Some(BootTime(ticks.saturating_mul(1000) / ticks_per_second()))
 }
 
-/// Whether the agent still runs: its PID is a live process (not a zombie) that started
-/// when the agent did.
-pub fn agent_alive(agent: &AgentId) -> bool {
-    matches!(start_ticks(agent.pid), Some((t, state)) if t == agent.started && state != 'Z' && state != 'X')
+/// Whether the revert agent of `pending` still runs: its PID is a live process (not a
+/// zombie) running the agent of that change (its command line names the change's token).
+/// Where the command line cannot be read, the start time must match; it is not compared
+/// otherwise, for `/proc/PID/stat` counts it on the reader's CLOCK_BOOTTIME, which a time
+/// namespace offsets.
+pub fn agent_alive(pending: &Pending) -> bool {
+    let Some(agent) = &pending.agent else {
+        return false;
+    };
+    let Some((ticks, state)) = start_ticks(agent.pid) else {
+        return false;
+    };
+    if state == 'Z' || state == 'X' {
+        return false;
+    }
+    match fs::read(format!("/proc/{}/cmdline", agent.pid)) {
+        Ok(cmdline) if !cmdline.is_empty() => runs_agent_of(&cmdline, &pending.token),
+        _ => ticks == agent.started,
+    }
+}
+
+/// Whether a NUL-separated command line is that of the agent of `token`
+/// (`… __agent --token TOKEN …`).
+fn runs_agent_of(cmdline: &[u8], token: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.contains(&&b"__agent"[..])
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--token" && w[1] == token.as_bytes())
 }
 
 /// `(session, process group)` of `pid`.
@@ -440,19 +465,25 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_alive_and_dated() {
+    fn agents_are_known_by_the_token_on_their_command_line() {
+        let line = b"/run/env-qemu/agent-ab/env-qemu\0--state-dir\0/run/env-qemu\0__agent\0--token\0ab\0--ready\0x\0";
+        assert!(runs_agent_of(line, "ab"));
+        assert!(!runs_agent_of(line, "abc"));
+        assert!(!runs_agent_of(b"sleep\0--token\0ab\0", "ab"));
+    }
+
+    #[test]
+    fn this_test_is_no_agent_but_is_dated() {
         let me = std::process::id();
         let started = process_start(me).expect("own stat");
-        let agent = AgentId {
+        let mut p = Pending::new("ab".into(), "b".into(), Duration::from_secs(1), BootTime(0));
+        assert!(!agent_alive(&p), "no agent answered");
+        p.agent = Some(env_qemu_core::pending::AgentId {
             pid: me,
             started,
             path: env_qemu_core::pending::AgentPath::Detached,
-        };
-        assert!(agent_alive(&agent));
-        assert!(!agent_alive(&AgentId {
-            started: started + 1,
-            ..agent
-        }));
+        });
+        assert!(!agent_alive(&p), "this process runs no agent");
         let at = started_at(me).unwrap();
         assert!(at.as_duration() <= boottime());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::{drift, stop, CommandError, Env, Report};
 use crate::pending::{
-    judge_proof, unix_seconds, AgentId, BootTime, Clock, Happened, Origin, Pending, PendingEvent,
-    Proof, RevertCause, Verdict,
+    judge_proof, unix_seconds, BootTime, Clock, Happened, Origin, Pending, PendingEvent, Proof,
+    RevertCause, Verdict,
 };
 use crate::plan::VmTaps;
 use crate::state::State;
@@ -43,8 +43,9 @@ impl Now<'_> {
     }
 }
 
-/// Whether a revert agent is alive (its PID still runs the process that answered).
-pub type AgentAlive<'a> = &'a dyn Fn(&AgentId) -> bool;
+/// Whether the revert agent of a pending change is alive: its PID still runs the agent
+/// that answered, guarding that change. `false` when it never answered.
+pub type AgentAlive<'a> = &'a dyn Fn(&Pending) -> bool;
 
 /// A pending change brought back to the saved state.
 #[derive(Debug)]
@@ -82,7 +83,7 @@ pub async fn settle(
     let Some(p) = state.pending else {
         return Ok(None);
     };
-    let alive = p.agent.as_ref().is_some_and(alive);
+    let alive = alive(&p);
     match p.judge(now.clock.boottime(), now.boot_id, alive) {
         Verdict::Due(cause) => revert_now(env, now, p, cause, by).await.map(Some),
         Verdict::Waiting { .. } | Verdict::OtherBoot => Ok(None),
@@ -127,7 +128,7 @@ pub async fn confirm(
     state.journal.clear();
     env.store.save(&state)?;
     let origin = match &proof.origin {
-        Origin::Console(why) => why.clone(),
+        Origin::Console(why) => format!("a console ({why})"),
         Origin::Remote(c) => c.to_string(),
     };
     now.log(
@@ -167,11 +168,7 @@ pub async fn revert(
     alive: AgentAlive<'_>,
 ) -> Result<Reverted, CommandError> {
     let (_, p) = pending_here(env, now)?;
-    let cause = match p.judge(
-        now.clock.boottime(),
-        now.boot_id,
-        p.agent.as_ref().is_some_and(alive),
-    ) {
+    let cause = match p.judge(now.clock.boottime(), now.boot_id, alive(&p)) {
         Verdict::Due(cause) => cause,
         Verdict::Waiting { .. } | Verdict::OtherBoot => RevertCause::Requested,
     };
@@ -213,7 +210,7 @@ pub async fn agent_wake(
         .and_then(|s| s.pending)
         .filter(|p| p.token == token);
     let Some(p) = p else {
-        let last = last_word(env.store, now.boot_id, Some(token))?;
+        let last = last_word(env.store, now, Some(token))?;
         return Ok(AgentStep::Gone(last.unwrap_or_else(|| {
             "its change is no longer pending (stopped)".to_string()
         })));
@@ -248,9 +245,8 @@ pub fn log_stopped(store: &dyn StateStore, now: Now<'_>, p: &Pending, reached: b
 
 /// The saved state and its pending change of this boot, or why there is none.
 fn pending_here(env: &Env<'_>, now: Now<'_>) -> Result<(State, Pending), CommandError> {
-    let state = match env.store.load()? {
-        Some(s) => s,
-        None => return Err(nothing_pending(env, now, None)?),
+    let Some(state) = env.store.load()? else {
+        return Err(nothing_pending(env, now, None)?);
     };
     if state.netns != env.netns {
         return Err(CommandError::WrongNamespace {
@@ -261,8 +257,8 @@ fn pending_here(env: &Env<'_>, now: Now<'_>) -> Result<(State, Pending), Command
     match state.pending.clone().filter(|p| p.this_boot(now.boot_id)) {
         Some(p) => Ok((state, p)),
         None => Err(CommandError::NoPending {
-            bridge: Some(state.request.bridge.clone()),
-            last: last_word(env.store, now.boot_id, None)?
+            bridge: Some(state.request.bridge),
+            last: last_word(env.store, now, None)?
                 .or_else(|| Some("started without --confirm".to_string())),
         }),
     }
@@ -276,7 +272,7 @@ async fn waiting(
     by: &str,
 ) -> Result<(State, Pending, BootTime), CommandError> {
     let (state, p) = pending_here(env, now)?;
-    let alive = p.agent.as_ref().is_some_and(alive);
+    let alive = alive(&p);
     match p.judge(now.clock.boottime(), now.boot_id, alive) {
         Verdict::Waiting { deadline } => Ok((state, p, deadline)),
         Verdict::Due(cause) => {
@@ -339,9 +335,10 @@ fn nothing_pending(
 /// The log's last word on this boot's changes (of `token`, if given), in words.
 fn last_word(
     store: &dyn StateStore,
-    boot_id: &str,
+    now: Now<'_>,
     token: Option<&str>,
 ) -> Result<Option<String>, CommandError> {
+    let (boot_id, t) = (now.boot_id, now.clock.boottime());
     let events = store.logged()?;
     Ok(events
         .iter()
@@ -353,7 +350,7 @@ fn last_word(
                 Happened::Confirmed { .. } | Happened::Reverted { .. }
             )
         })
-        .and_then(|e| describe(e, e.at)))
+        .and_then(|e| describe(e, t)))
 }
 
 fn describe(e: &PendingEvent, now: BootTime) -> Option<String> {
