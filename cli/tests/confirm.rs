@@ -930,11 +930,7 @@ fn check_window(lab: &Lab, armed: &Armed, what: &str) {
         "{what}: not confirmed, not extended"
     );
     lab.restored_by(armed.deadline + SLACK, what);
-    assert_eq!(
-        lab.revert_of(armed)["event"]["cause"],
-        "deadline",
-        "{what}"
-    );
+    assert_eq!(lab.revert_of(armed)["event"]["cause"], "deadline", "{what}");
     lab.assert_clean(what);
 }
 

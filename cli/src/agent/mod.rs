@@ -348,6 +348,9 @@ fn await_answer(fifo: &File, path: &Path) -> Result<(u32, u64), String> {
         }
         if let Some(end) = text.iter().position(|b| *b == b'\n') {
             let line = String::from_utf8_lossy(&text[..end]).into_owned();
+            if let Some(why) = line.strip_prefix("error ") {
+                return Err(format!("the agent failed: {why}"));
+            }
             return parse_answer(&line)
                 .ok_or_else(|| format!("the agent answered {line:?}, not `ready PID STARTTIME`"));
         }
@@ -357,6 +360,11 @@ fn await_answer(fifo: &File, path: &Path) -> Result<(u32, u64), String> {
 /// The agent's answer: `ready PID STARTTIME`.
 pub fn answer_line(pid: u32, started: u64) -> String {
     format!("ready {pid} {started}\n")
+}
+
+/// The agent's answer when it cannot guard the change: `error MESSAGE`.
+pub fn error_line(message: &str) -> String {
+    format!("error {}\n", message.replace('\n', " "))
 }
 
 fn parse_answer(line: &str) -> Option<(u32, u64)> {
@@ -440,6 +448,11 @@ mod tests {
         assert!(why(facts("systemd", true, true, false)).contains("--netns"));
         // A systemd binary that did not boot the system (a container's init): no systemd.
         assert!(why(facts("init", true, true, true)).contains("`init`"));
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        assert_eq!(error_line("a\nb"), "error a b\n");
     }
 
     #[test]

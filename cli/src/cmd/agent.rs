@@ -5,7 +5,7 @@
 //! At the end it announces a revert on every terminal (`wall`) and removes its copy of the
 //! binary.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Command, Stdio};
@@ -17,8 +17,8 @@ use env_qemu_core::pending::Clock;
 use env_qemu_core::store::StateStore;
 
 use crate::agent::wait::Waiter;
-use crate::agent::{agent_dir, answer_line, find_program};
-use crate::args::AgentArgs;
+use crate::agent::{agent_dir, answer_line, error_line, find_program};
+use crate::args::{AgentArgs, Global};
 use crate::context::Ctx;
 use crate::exit::{Code, Failure};
 use crate::output::Out;
@@ -28,15 +28,34 @@ use crate::output::Out;
 const RETRY: Duration = Duration::from_secs(2);
 const ATTEMPTS: u32 = 5;
 
-pub async fn run(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
-    let result = guard(ctx, out, a).await;
-    // Done, whatever happened: nothing runs this copy again.
-    let _ = std::fs::remove_dir_all(agent_dir(&ctx.state_dir, &a.token));
+/// The agent's life: its answer channel first (so that any failure before it is ready
+/// reaches its starter at once), then what the revert needs, then the answer and the
+/// watch. Its copy of the binary goes at the end, whatever happened.
+pub async fn run(g: &Global, out: Out, a: &AgentArgs) -> Result<(), Failure> {
+    // Non-blocking: a starter that gave up (no reader) is no one to answer.
+    let fifo = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&a.ready)
+        .map_err(|e| failed(&format!("answering on {}", a.ready.display()), &e))?;
+    let mut fifo = Some(fifo);
+    let result = match Ctx::open(g).await {
+        Ok(ctx) => guard(&ctx, out, a, &mut fifo).await,
+        Err(f) => Err(f),
+    };
+    if let (Err(f), Some(mut fifo)) = (&result, fifo) {
+        // The starter still waits for the answer: it reports this instead.
+        let _ = fifo.write_all(error_line(&f.message).as_bytes());
+    }
+    let _ = std::fs::remove_dir_all(agent_dir(&g.state_dir, &a.token));
     result
 }
 
-async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
-    let failed = |what: &str, e: std::io::Error| Failure::new(Code::Kernel, format!("{what}: {e}"));
+fn failed(what: &str, e: &std::io::Error) -> Failure {
+    Failure::new(Code::Kernel, format!("{what}: {e}"))
+}
+
+async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs, fifo: &mut Option<File>) -> Result<(), Failure> {
     let store = ctx.store(out).await?;
     // The starter saved the change before starting this agent (and holds the lock until
     // its plan ends): read without the lock, it is there, or there is nothing to guard.
@@ -45,22 +64,25 @@ async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
         .and_then(|s| s.pending)
         .is_some_and(|p| p.token == a.token);
     if !mine {
-        return Ok(());
+        return Err(Failure::new(
+            Code::NotFound,
+            format!(
+                "no pending change {} in {}",
+                a.token,
+                store.path().display()
+            ),
+        ));
     }
-    let waiter = Waiter::new().map_err(|e| failed("agent timer", e))?;
-    let boot = boot_id().map_err(|e| failed("boot id", e))?;
+    let waiter = Waiter::new().map_err(|e| failed("agent timer", &e))?;
+    let boot = boot_id().map_err(|e| failed("boot id", &e))?;
     let me = std::process::id();
     let started = process_start(me)
-        .ok_or_else(|| failed("own start time", std::io::Error::other("unreadable")))?;
-    // Non-blocking: a starter that gave up (no reader) is no one to answer.
-    let mut fifo = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&a.ready)
-        .map_err(|e| failed(&format!("answering on {}", a.ready.display()), e))?;
-    fifo.write_all(answer_line(me, started).as_bytes())
-        .map_err(|e| failed(&format!("answering on {}", a.ready.display()), e))?;
-    drop(fifo);
+        .ok_or_else(|| failed("own start time", &std::io::Error::other("unreadable")))?;
+    if let Some(mut answer) = fifo.take() {
+        answer
+            .write_all(answer_line(me, started).as_bytes())
+            .map_err(|e| failed(&format!("answering on {}", a.ready.display()), &e))?;
+    }
 
     let clock = SystemClock;
     let now = Now {
@@ -73,7 +95,7 @@ async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
         let step = {
             let _lock = store.lock()?;
             // A SIGTERM that came while the lock was awaited counts now.
-            if waiter.arrived().map_err(|e| failed("signals", e))? == Some(Wake::Terminate) {
+            if waiter.arrived().map_err(|e| failed("signals", &e))? == Some(Wake::Terminate) {
                 wake = Wake::Terminate;
             }
             let mut observer = |_: env_qemu_core::exec::Event<'_>| {};
@@ -84,7 +106,7 @@ async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
             Ok(AgentStep::Sleep { until }) => {
                 wake = waiter
                     .sleep_until(until)
-                    .map_err(|e| failed("sleeping", e))?;
+                    .map_err(|e| failed("sleeping", &e))?;
             }
             Ok(AgentStep::Reverted(r)) => {
                 announce(ctx, &r);
@@ -101,7 +123,7 @@ async fn guard(ctx: &Ctx, out: Out, a: &AgentArgs) -> Result<(), Failure> {
                 let retry = clock.boottime().after(RETRY);
                 if waiter
                     .sleep_until(retry)
-                    .map_err(|ee| failed("sleeping", ee))?
+                    .map_err(|ee| failed("sleeping", &ee))?
                     == Wake::Terminate
                 {
                     wake = Wake::Terminate;

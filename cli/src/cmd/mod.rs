@@ -47,10 +47,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     ) {
         shield_signals();
     }
-    let ctx = Ctx::open(g).await?;
     if let Command::Agent(a) = &cli.command {
-        return agent::run(&ctx, out, a).await.map(|()| ExitCode::SUCCESS);
+        return agent::run(g, out, a).await.map(|()| ExitCode::SUCCESS);
     }
+    let ctx = Ctx::open(g).await?;
     // A pending change that is due (its deadline passed, its agent gone) is reverted
     // before anything else.
     settle(&ctx, out, verb(&cli.command)).await?;
