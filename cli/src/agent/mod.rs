@@ -298,7 +298,14 @@ impl Spawner {
                     });
                 }
                 // The launcher forks the agent and exits at once.
-                let status = cmd.status().map_err(|e| at("starting", &copy, e))?;
+                let status = cmd.status().map_err(|e| {
+                    let noexec = e.kind() == io::ErrorKind::PermissionDenied;
+                    let mut m = at("starting", &copy, e);
+                    if noexec {
+                        m.push_str(" (is the state directory mounted noexec? give another with --state-dir)");
+                    }
+                    m
+                })?;
                 if !status.success() {
                     return Err(format!(
                         "the agent's launcher {} exited with {status}",

@@ -120,7 +120,21 @@ async fn settle(ctx: &Ctx, out: Out, by: &str) -> Result<(), Failure> {
         return Ok(());
     }
     let store = ctx.store(out).await?;
-    let _lock = store.lock()?;
+    let _lock = match store.lock() {
+        Ok(l) => l,
+        // Someone without write access (`status` as a user): the agent, or a command run
+        // as root, reverts it.
+        Err(env_qemu_core::store::StoreError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            out.say(format!(
+                "note: the pending change on {} is due to be reverted; run env-qemu as root to revert it now",
+                ctx.bridge
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut observer = out.observer();
     let mut env = ctx.env(&store, &mut observer);
     let now = env_qemu_core::commands::Now {
