@@ -139,6 +139,8 @@ pub enum RevertCause {
     StartDied,
     /// `env-qemu revert`.
     Requested,
+    /// `env-qemu stop`, which restores whatever is pending.
+    Stopped,
     /// SIGTERM to the agent.
     Terminated,
 }
@@ -150,6 +152,7 @@ impl fmt::Display for RevertCause {
             RevertCause::AgentGone => "its revert agent is gone",
             RevertCause::StartDied => "the start that armed it died before its plan ended",
             RevertCause::Requested => "`env-qemu revert` asked for it",
+            RevertCause::Stopped => "`env-qemu stop` was run",
             RevertCause::Terminated => "its revert agent was told to (SIGTERM)",
         })
     }

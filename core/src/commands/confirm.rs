@@ -236,7 +236,7 @@ pub fn log_stopped(store: &dyn StateStore, now: Now<'_>, p: &Pending, reached: b
         store,
         p,
         Happened::Reverted {
-            cause: RevertCause::Requested,
+            cause: RevertCause::Stopped,
             by: "env-qemu stop".into(),
             reached,
         },
