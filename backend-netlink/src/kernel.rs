@@ -74,6 +74,11 @@ impl NetlinkKernel {
         &self.namespace
     }
 
+    /// The thread living in the namespace.
+    pub(crate) fn worker(&self) -> &NsWorker {
+        &self.worker
+    }
+
     async fn perform(&self, op: &Op) -> Result<(), Failure> {
         let h = self.worker.netlink();
         match op {

@@ -14,6 +14,7 @@ mod neighbours;
 mod netns;
 mod request;
 mod routes;
+mod session;
 mod sysctl;
 mod sysfs;
 mod tap;
@@ -22,3 +23,7 @@ mod tmpfs;
 pub use host::{Detected, Problem, ProblemKind, SystemHost};
 pub use identity::{identity_at, LiveNamespaces, Liveness};
 pub use kernel::NetlinkKernel;
+pub use session::{
+    agent_alive, boot_id, boottime, parse_ssh_connection, process_start, session_of, started_at,
+    SystemClock,
+};

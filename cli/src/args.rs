@@ -20,12 +20,19 @@ The seed workflow:
                                    # start, make a tap, run QEMU as you, stop when it exits
   env-qemu launcher NAME -- qemu-system-x86_64 ...   # the same from the desktop's menu
 
+Over SSH on a machine you cannot walk to:
+  sudo env-qemu start --confirm    # reverts by itself in 120 s unless confirmed
+  ssh host sudo env-qemu confirm   # from a NEW connection: proves the bridged host is reachable
+
 Exit codes: 0 ok (the result verified by a dump), 1 kernel error (went back: a dump shows
-nothing changed), 2 usage (malformed name or size), 3 not found, 4 conflict or refused
-object (already started, not a tap, in another bridge…), 5 permission denied,
-6 unreadable state file, 7 unfinished: a dump shows the network differs from both the
-goal and what the command found (each difference is printed with the command that fixes
-it; `env-qemu stop` finishes the job).";
+nothing changed; or the revert agent of --confirm did not start, nothing changed),
+2 usage (malformed name or size), 3 not found, 4 conflict or refused object (already
+started, not a tap, in another bridge…), 5 permission denied, 6 unreadable state file,
+7 unfinished: a dump shows the network differs from both the goal and what the command
+found (each difference is printed with the command that fixes it; `env-qemu stop`
+finishes the job), 8 no pending change (confirm, revert: nothing armed, or confirmed
+already), 9 already reverted (the deadline passed, the agent died, or someone reverted;
+the network is as before), 10 proof failed (confirm: the change stays pending).";
 
 /// Put QEMU/KVM guests directly on the host's LAN through a Linux bridge, and bring the
 /// host's network back exactly as it was.
@@ -76,15 +83,20 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bridge IFACE: its addresses and routes move to the bridge without a blackout
-    Start(StartArgs),
+    Start(StartCmd),
     /// Attach a VM's tap to the bridge (what /etc/qemu-ifup runs)
     Add(TapArg),
     /// Detach a VM's tap from the bridge (what /etc/qemu-ifdown runs)
     Del(TapArg),
     /// Restore the network exactly as it was before start (also recovers a crashed start)
     Stop(StopArgs),
-    /// Show the bridge, its uplink, attached taps, the saved state, any drift, and state files
-    /// left by network namespaces that no longer exist
+    /// Keep the change of `start --confirm`: run it from a new SSH connection, which proves the
+    /// bridged host reachable
+    Confirm(ConfirmArgs),
+    /// Revert the change of `start --confirm` now (what its agent does at the deadline)
+    Revert,
+    /// Show the bridge, its uplink, attached taps, the saved state, any drift, a pending change
+    /// and its countdown, and state files left by network namespaces that no longer exist
     Status,
     /// Start if needed, make a tap, run COMMAND (QEMU) as the calling user, stop when it exits unless other VMs still use the bridge
     Run(RunArgs),
@@ -101,6 +113,65 @@ pub enum Command {
     Demo,
     /// Print shell completions (bash, zsh, fish, elvish, powershell) or the man page (man)
     Generate(GenerateArgs),
+    /// The revert agent of `start --confirm` (started by it; not for people)
+    #[command(name = "__agent", hide = true)]
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+#[command(after_help = CONFIRM_HELP)]
+pub struct StartCmd {
+    #[command(flatten)]
+    pub args: StartArgs,
+    /// Revert by itself SECONDS after the change [default: 120] unless `env-qemu confirm`
+    /// proves the bridged host reachable; see below
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "120"
+    )]
+    pub confirm: Option<String>,
+}
+
+const CONFIRM_HELP: &str = "\
+--confirm: before the first change, a revert agent starts outside this session (a transient
+systemd service, or a detached process where systemd is not PID 1: `env-qemu doctor` says
+which) and waits on CLOCK_BOOTTIME. Unless `env-qemu confirm`, run from a NEW login
+(an SSH connection opened after the change, whose route goes through the bridge, or a
+console), keeps the change within SECONDS of the end of the plan, the agent restores the
+host exactly as `stop --force` does (VM taps detached, VMs keep running). A lost SSH
+session, a closed terminal or stdin at EOF neither confirm nor revert. On a terminal,
+start stays in the foreground and takes `confirm` or `revert` typed there.";
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// Accept the connection this command runs on even if it was opened before the change
+    /// (it may survive a change that new connections do not)
+    #[arg(long)]
+    pub this_session: bool,
+    /// Do not confirm yet: move the deadline to SECONDS from now (never earlier)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        require_equals = true,
+        conflicts_with = "this_session"
+    )]
+    pub extend: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The pending change this agent guards
+    #[arg(long)]
+    pub token: String,
+    /// The FIFO the agent answers on once ready
+    #[arg(long)]
+    pub ready: PathBuf,
+    /// Fork once more and leave the session leader (no systemd to supervise it)
+    #[arg(long)]
+    pub detach: bool,
 }
 
 #[derive(Debug, Args, Clone)]

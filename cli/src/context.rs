@@ -52,6 +52,8 @@ pub struct Ctx {
     pub netns_id: String,
     /// How messages name the namespace: `this host` or `netns NAME`.
     pub netns_label: String,
+    /// `--netns NAME`, if given.
+    pub netns_name: Option<String>,
     pub bridge: IfName,
     pub config: Config,
     pub state_dir: PathBuf,
@@ -118,6 +120,7 @@ impl Ctx {
             netns,
             netns_id,
             netns_label,
+            netns_name: g.netns.clone(),
             bridge,
             config,
             state_dir: g.state_dir.clone(),

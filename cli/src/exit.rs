@@ -19,6 +19,12 @@ pub enum Code {
     /// The command could not reach its goal nor go back to what it found: the network
     /// differs from both, and the differences were printed.
     Unfinished = 7,
+    /// `confirm`, `revert`: no change is pending.
+    NoPending = 8,
+    /// `confirm`, `revert`: the pending change was reverted already (or just now).
+    AlreadyReverted = 9,
+    /// `confirm`: the proof that the bridged host is reachable did not hold.
+    ProofFailed = 10,
 }
 
 #[derive(Debug)]
@@ -92,6 +98,10 @@ impl From<CommandError> for Failure {
             }
             CommandError::Unreached(_) => Code::Unfinished,
             CommandError::Store(s) => store_code(s),
+            CommandError::NoPending { .. } => Code::NoPending,
+            CommandError::AlreadyReverted { .. } => Code::AlreadyReverted,
+            CommandError::ProofFailed { .. } => Code::ProofFailed,
+            CommandError::Unarmed { .. } => Code::Kernel,
         };
         Failure::new(code, e.to_string())
     }

@@ -1,6 +1,7 @@
 //! `env-qemu`: the command. Also answers to `qemu-ifup TAP` / `qemu-ifdown TAP` when
 //! installed under those names, so QEMU's `script=`/`downscript=` can point straight at it.
 
+mod agent;
 mod args;
 mod cmd;
 mod context;
@@ -45,6 +46,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if let args::Command::Agent(a) = &cli.command {
+        // Before any thread exists: the fork and the signal mask.
+        if let Err(e) = agent::prepare_process(a.detach) {
+            eprintln!("env-qemu: the revert agent cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

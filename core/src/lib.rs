@@ -18,6 +18,7 @@ pub mod model;
 pub mod nm;
 pub mod observe;
 pub mod op;
+pub mod pending;
 pub mod plan;
 pub mod state;
 pub mod store;

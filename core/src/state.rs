@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Snapshot;
 use crate::op::Op;
+use crate::pending::Pending;
 use crate::plan::{MadeTap, StartRequest, TapRecord};
 
 pub const STATE_VERSION: u32 = 1;
@@ -65,6 +66,9 @@ pub struct State {
     /// Taps env-qemu made, each recorded before its creation: `stop` deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub made: Vec<MadeTap>,
+    /// A `start --confirm` not yet confirmed: reverted at its deadline unless confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 impl State {
@@ -79,6 +83,7 @@ impl State {
             journal: Vec::new(),
             holders: Vec::new(),
             made: Vec::new(),
+            pending: None,
         }
     }
 }

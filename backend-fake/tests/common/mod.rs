@@ -12,6 +12,7 @@ use env_qemu_core::commands::{self, CommandError, Env, Joined, Left, Report, Run
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{IfName, NudState, Snapshot};
 use env_qemu_core::observe::observe;
+use env_qemu_core::pending::PendingEvent;
 use env_qemu_core::plan::VmTaps;
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
@@ -196,6 +197,15 @@ impl StateStore for DyingStore<'_> {
     fn remove(&self) -> Result<(), StoreError> {
         self.alive()?;
         self.inner.remove()
+    }
+
+    fn log(&self, event: &PendingEvent) -> Result<(), StoreError> {
+        self.alive()?;
+        self.inner.log(event)
+    }
+
+    fn logged(&self) -> Result<Vec<PendingEvent>, StoreError> {
+        self.inner.logged()
     }
 }
 

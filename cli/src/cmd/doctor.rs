@@ -126,6 +126,18 @@ fn firewall() -> Check {
     }
 }
 
+/// How `start --confirm` runs its revert agent here, and what could kill it early.
+fn revert_agent(netns_named: bool) -> Vec<Check> {
+    let runner = crate::agent::HostFacts::read(netns_named).runner();
+    let mut out = vec![check("revert agent", Verdict::Ok, runner.describe())];
+    out.extend(
+        crate::agent::hazards(&runner)
+            .into_iter()
+            .map(|h| check("revert agent", Verdict::Warn, h)),
+    );
+    out
+}
+
 /// Who manages the uplink, what start will do with each, and what stands in the way: a
 /// dhcpcd whose control channel is stuck fails; a program start refuses, or one out of
 /// env-qemu's sight, warns.
@@ -203,6 +215,7 @@ pub async fn run(ctx: &Ctx, out: Out, a: &DoctorArgs) -> Result<(), Failure> {
         checks.extend(manager_checks(ctx, n).await);
     }
     checks.push(firewall());
+    checks.extend(revert_agent(ctx.netns_name.is_some()));
     if out.json {
         println!(
             "{}",

@@ -2,8 +2,10 @@
 
 use serde::Serialize;
 
+use env_qemu_backend_netlink::{agent_alive, boot_id, SystemClock};
 use env_qemu_core::commands;
 use env_qemu_core::model::{format_size, IfName, NetState};
+use env_qemu_core::pending::{Clock, Pending};
 use env_qemu_core::state::{Phase, State};
 use env_qemu_core::store::StateStore;
 use env_qemu_core::Kernel;
@@ -40,6 +42,39 @@ pub struct Status {
     pub managers: Vec<ManagerLine>,
     /// What keeps one of them from being handed over.
     pub manager_problems: Vec<ProblemLine>,
+    /// A change of `start --confirm` not yet confirmed (absent when there is none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingStatus>,
+}
+
+/// The countdown of a pending change.
+#[derive(Debug, Serialize)]
+pub struct PendingStatus {
+    /// Milliseconds until the agent reverts it (0: due).
+    pub reverts_in_ms: u64,
+    /// The deadline, on CLOCK_BOOTTIME (milliseconds since boot).
+    pub deadline_boottime_ms: Option<u64>,
+    pub plan_ended_boottime_ms: Option<u64>,
+    pub window_ms: u64,
+    pub agent_pid: Option<u32>,
+    /// `detached process`, `transient systemd service UNIT`.
+    pub agent: Option<String>,
+    pub agent_alive: bool,
+}
+
+fn pending_status(p: &Pending) -> PendingStatus {
+    let now = SystemClock.boottime();
+    PendingStatus {
+        reverts_in_ms: p.deadline.map_or(0, |d| {
+            u64::try_from(now.until(d).as_millis()).unwrap_or(u64::MAX)
+        }),
+        deadline_boottime_ms: p.deadline.map(|d| d.0),
+        plan_ended_boottime_ms: p.plan_ended.map(|d| d.0),
+        window_ms: p.window_ms,
+        agent_pid: p.agent.as_ref().map(|a| a.pid),
+        agent: p.agent.as_ref().map(|a| a.path.to_string()),
+        agent_alive: agent_alive(p),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +122,10 @@ pub fn status(
         stale,
         managers: report.managers,
         manager_problems: report.problems,
+        pending: state
+            .and_then(|s| s.pending.as_ref())
+            .filter(|p| boot_id().is_ok_and(|b| p.this_boot(&b)))
+            .map(pending_status),
     }
 }
 
@@ -177,6 +216,15 @@ pub async fn run(ctx: &Ctx, out: Out) -> Result<(), Failure> {
         println!(
             "shm      {} (was {} before start)",
             shm.path, shm.size_before
+        );
+    }
+    if let Some(p) = &s.pending {
+        println!(
+            "pending  reverted in {:.0} s unless `env-qemu confirm` runs from a new login; agent: {} (PID {}){}",
+            (p.reverts_in_ms as f64 / 1000.0).ceil(),
+            p.agent.as_deref().unwrap_or("none"),
+            p.agent_pid.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            if p.agent_alive { "" } else { ", GONE" }
         );
     }
     println!("state    {}", s.state_file);

@@ -1,5 +1,6 @@
 //! `env-qemu stop [--force]`.
 
+use env_qemu_backend_netlink::SystemClock;
 use env_qemu_core::commands;
 use env_qemu_core::plan::VmTaps;
 
@@ -30,7 +31,20 @@ pub async fn run(ctx: &Ctx, out: Out, a: &StopArgs) -> Result<(), Failure> {
     let store = ctx.store(out).await?;
     let _lock = store.lock()?;
     let mut env = ctx.env(&store, &mut observer);
-    let report = commands::stop(&mut env, vm_taps(a)).await?;
+    // A pending change (`start --confirm`) ended by hand: logged, its agent told.
+    let boot = super::confirm::this_boot()?;
+    let pending = commands::peek(&store, &boot).ok().flatten();
+    let report = commands::stop(&mut env, vm_taps(a)).await;
+    if let Some(p) = &pending {
+        let clock = SystemClock;
+        let now = commands::Now {
+            clock: &clock,
+            boot_id: &boot,
+        };
+        commands::log_stopped(&store, now, p, report.is_ok());
+        super::confirm::poke(p);
+    }
+    let report = report?;
     super::start::notes(out, &report);
     out.say(format!(
         "env-qemu: {} removed ({} operations); verified by a dump: {}",

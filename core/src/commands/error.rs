@@ -30,6 +30,31 @@ pub enum CommandError {
     Unreached(Box<Unreached>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `confirm`, `revert`: nothing is pending (never armed, or confirmed already).
+    #[error("no change is pending{}{}; `env-qemu status` shows the bridge", bridge.as_ref().map(|b| format!(" on bridge {b}")).unwrap_or_else(|| " (nothing is started on this bridge and namespace)".to_string()), last.as_deref().map(|l| format!(": {l}")).unwrap_or_default())]
+    NoPending {
+        /// `None` when no state is saved.
+        bridge: Option<IfName>,
+        /// What happened to the last one, if the log says.
+        last: Option<String>,
+    },
+    /// `confirm`, `revert`: the change was reverted before (or by) this command.
+    #[error("the change{bridge} is reverted: {how}; the network is as before `start --confirm`. Run `env-qemu start --confirm` again to retry")]
+    AlreadyReverted {
+        /// ` on bridge NAME`, when known.
+        bridge: String,
+        how: String,
+    },
+    /// `confirm`: the proof does not hold; the change stays pending.
+    #[error("confirm refused: {}; the change on bridge {bridge} stays pending and is reverted in {} s unless confirmed (`env-qemu confirm --extend=SECONDS` gives more time)", reasons.join("; and "), left.as_secs())]
+    ProofFailed {
+        bridge: IfName,
+        reasons: Vec<String>,
+        left: std::time::Duration,
+    },
+    /// `start --confirm`: the revert agent did not answer; no change was made.
+    #[error("start --confirm: the revert agent did not start ({why}); nothing was changed. `env-qemu doctor` shows how this host runs it")]
+    Unarmed { why: String },
 }
 
 impl From<Unreached> for CommandError {

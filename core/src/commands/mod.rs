@@ -2,6 +2,7 @@
 //! The CLI and the property tests drive env-qemu through these, so both exercise the same
 //! paths.
 
+mod confirm;
 mod drift;
 mod error;
 mod journal;
@@ -12,11 +13,15 @@ mod stop;
 mod tap;
 mod uplink;
 
+pub use confirm::{
+    agent_wake, confirm, extend, log_stopped, peek, revert, settle, AgentAlive, AgentStep,
+    Confirmed, Now, Reverted, Wake,
+};
 pub use drift::drift;
 pub use error::{CommandError, Unreached};
 pub use made::{delete_tap, make_tap, Made, TapRequest, TAP_PREFIX};
 pub use run::{join, leave, Joined, Left, RunRequest};
-pub use start::{ensure_not_started, plan as plan_start, start};
+pub use start::{ensure_not_started, plan as plan_start, start, start_confirmed, Arming, Guard};
 pub use stop::{plan as plan_stop, stop};
 pub use tap::{add, del};
 pub use uplink::choose_uplink;

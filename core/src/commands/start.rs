@@ -1,14 +1,36 @@
 //! `start`: snapshot, plan, save the snapshot, then converge on the bridged state; if it
 //! cannot be reached, converge back on the snapshot.
 
+use std::time::Duration;
+
 use super::journal::{converge_journalled, Record};
 use super::{CommandError, Env, Report, Unreached};
 use crate::converge::Goal;
 use crate::model::DumpFilter;
 use crate::observe::{observe_filtered, observe_neighbours, scoped};
+use crate::pending::{unix_seconds, AgentId, Clock, Happened, Pending, PendingEvent};
 use crate::plan::{plan_start, Plan, StartRequest, VmTaps};
 use crate::state::{Phase, State};
 use crate::store::StateStore;
+
+/// What `start --confirm` adds to `start`: a pending change, and its revert agent
+/// started and answering before the first change.
+pub struct Arming<'a> {
+    /// Random, unique to this change.
+    pub token: String,
+    pub boot_id: String,
+    /// How long after the end of the plan the change is reverted unless confirmed.
+    pub window: Duration,
+    pub clock: &'a dyn Clock,
+    pub guard: &'a mut dyn Guard,
+}
+
+/// Starts the revert agent of a pending change.
+pub trait Guard: Send {
+    /// Starts the agent for `state` (saved, its `pending` set) and waits for its answer:
+    /// the agent must hold everything its revert needs before the first change.
+    fn arm(&mut self, state: &State) -> Result<AgentId, String>;
+}
 
 /// The plan `start` would run now, without running it (`--dry-run`).
 pub async fn plan(env: &Env<'_>, req: &StartRequest) -> Result<Plan, CommandError> {
@@ -73,6 +95,28 @@ pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), Com
 }
 
 pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, CommandError> {
+    run(env, req, None).await.map(|(report, _)| report)
+}
+
+/// `start --confirm`: `start`, armed first. Returns the pending change, its deadline
+/// counted from the end of the plan.
+pub async fn start_confirmed(
+    env: &mut Env<'_>,
+    req: &StartRequest,
+    arming: Arming<'_>,
+) -> Result<(Report, Pending), CommandError> {
+    let (report, pending) = run(env, req, Some(arming)).await?;
+    Ok((
+        report,
+        pending.expect("an armed start returns its pending change"),
+    ))
+}
+
+async fn run(
+    env: &mut Env<'_>,
+    req: &StartRequest,
+    mut arming: Option<Arming<'_>>,
+) -> Result<(Report, Option<Pending>), CommandError> {
     ensure_not_started(env.store, &env.netns)?;
     let shm = req.shm.as_ref().map(|s| s.path.as_path());
     let snap = observe_start(env, req, shm).await?;
@@ -82,7 +126,31 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, Comm
     // instant leaves something `stop` recovers from.
     let pre = scoped(&snap, &req.uplink);
     let mut state = State::new(env.netns.clone(), req.clone(), pre.clone());
+    if let Some(a) = &arming {
+        let now = a.clock.boottime();
+        state.pending = Some(Pending::new(
+            a.token.clone(),
+            a.boot_id.clone(),
+            a.window,
+            now,
+        ));
+    }
     env.store.save(&state)?;
+    if let Some(a) = arming.as_mut() {
+        // Armed before the first change, or no change.
+        match a.guard.arm(&state) {
+            Ok(agent) => {
+                if let Some(p) = state.pending.as_mut() {
+                    p.agent = Some(agent);
+                }
+                env.store.save(&state)?;
+            }
+            Err(why) => {
+                env.store.remove()?;
+                return Err(CommandError::Unarmed { why });
+            }
+        }
+    }
     let goal = Goal::Bridged {
         pre: pre.clone(),
         req: req.clone(),
@@ -92,11 +160,30 @@ pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, Comm
     if forward.reached() {
         state.phase = Phase::Running;
         state.journal.clear();
+        // The window starts when the plan has ended, verified.
+        let armed = arming.as_ref().zip(state.pending.as_mut()).map(|(a, p)| {
+            p.plan_ended(a.clock.boottime());
+            (a.clock, p.clone())
+        });
         env.store.save(&state)?;
-        return Ok(Report {
+        if let Some((clock, p)) = &armed {
+            // The state is the record; the log only tells the story.
+            let _ = env.store.log(&PendingEvent {
+                token: p.token.clone(),
+                boot_id: p.boot_id.clone(),
+                at: clock.boottime(),
+                wall: unix_seconds(clock.wall()),
+                event: Happened::Armed {
+                    deadline: p.deadline.unwrap_or(p.armed_at),
+                    agent: p.agent.clone(),
+                },
+            });
+        }
+        let report = Report {
             plan,
             progress: forward,
-        });
+        };
+        return Ok((report, armed.map(|(_, p)| p)));
     }
     let back = Goal::Restored {
         pre,

@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::{journal_file, StateStore, StoreError};
+use crate::pending::PendingEvent;
 use crate::state::{JournalEntry, State, STATE_VERSION};
 
 /// Only the `version` field of a state file.
@@ -48,6 +49,12 @@ impl FileStore {
     /// `STATE.journal`: the steps of the command in flight, one JSON line each.
     pub fn journal_path(&self) -> PathBuf {
         self.sibling(".journal")
+    }
+
+    /// `STATE.confirm.log`: what happened to each pending change (`start --confirm`), one
+    /// JSON line each; outlives the state.
+    pub fn log_path(&self) -> PathBuf {
+        self.sibling(".confirm.log")
     }
 
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -123,7 +130,8 @@ impl StateStore for FileStore {
         }
         let mut state: State = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
         let journal = self.journal_path();
-        let entries = journal_file::read(&journal).map_err(|e| self.io(&journal, e))?;
+        let entries: Vec<JournalEntry> =
+            journal_file::read(&journal).map_err(|e| self.io(&journal, e))?;
         state.journal.extend(entries);
         Ok(Some(state))
     }
@@ -178,5 +186,15 @@ impl StateStore for FileStore {
         // After the state: a journal without a state is ignored, and the next save clears it.
         let journal = self.journal_path();
         journal_file::clear(&journal).map_err(|e| self.io(&journal, e))
+    }
+
+    fn log(&self, event: &PendingEvent) -> Result<(), StoreError> {
+        let log = self.log_path();
+        journal_file::append(&log, event).map_err(|e| self.io(&log, e))
+    }
+
+    fn logged(&self) -> Result<Vec<PendingEvent>, StoreError> {
+        let log = self.log_path();
+        journal_file::read(&log).map_err(|e| self.io(&log, e))
     }
 }

@@ -15,10 +15,8 @@ use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
-use crate::state::JournalEntry;
-
 /// Appends `entry` as one line, in one `write(2)` on an `O_APPEND` descriptor.
-pub(super) fn append(path: &Path, entry: &JournalEntry) -> std::io::Result<()> {
+pub(super) fn append<T: serde::Serialize>(path: &Path, entry: &T) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(entry).map_err(std::io::Error::other)?;
     line.push(b'\n');
     OpenOptions::new()
@@ -29,7 +27,7 @@ pub(super) fn append(path: &Path, entry: &JournalEntry) -> std::io::Result<()> {
 }
 
 /// The entries in `path` (none when it is absent), up to the first torn or garbled line.
-pub(super) fn read(path: &Path) -> std::io::Result<Vec<JournalEntry>> {
+pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path) -> std::io::Result<Vec<T>> {
     let text = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use super::{StateStore, StoreError};
+use crate::pending::PendingEvent;
 use crate::state::{JournalEntry, State};
 
 /// Clones share one slot: a "restarted process" in a test sees what the crashed one saved.
@@ -16,6 +17,8 @@ pub struct MemoryStore {
 struct Slot {
     state: Option<String>,
     journal: Vec<String>,
+    /// The log of pending changes: kept by `remove`, as the file is.
+    log: Vec<String>,
 }
 
 impl MemoryStore {
@@ -69,7 +72,19 @@ impl StateStore for MemoryStore {
     }
 
     fn remove(&self) -> Result<(), StoreError> {
-        *self.slot() = Slot::default();
+        let mut slot = self.slot();
+        slot.state = None;
+        slot.journal.clear();
         Ok(())
+    }
+
+    fn log(&self, event: &PendingEvent) -> Result<(), StoreError> {
+        let line = encode(event)?;
+        self.slot().log.push(line);
+        Ok(())
+    }
+
+    fn logged(&self) -> Result<Vec<PendingEvent>, StoreError> {
+        self.slot().log.iter().map(|l| decode(l)).collect()
     }
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 pub use file::{FileStore, StoreLock};
 pub use memory::MemoryStore;
 
+use crate::pending::PendingEvent;
 use crate::state::{JournalEntry, State};
 
 pub trait StateStore: Send + Sync {
@@ -26,8 +27,13 @@ pub trait StateStore: Send + Sync {
     /// Drops the entries appended since the last save, keeping the saved state: for a
     /// command whose finished state is the one it saved before its first step.
     fn clear_journal(&self) -> Result<(), StoreError>;
-    /// Removes the state and its journal.
+    /// Removes the state and its journal (not the log of pending changes).
     fn remove(&self) -> Result<(), StoreError>;
+    /// Appends one line to the log of pending changes (`start --confirm`): kept when the
+    /// state is removed, so that `confirm` tells an already reverted change from none.
+    fn log(&self, event: &PendingEvent) -> Result<(), StoreError>;
+    /// That log, oldest first.
+    fn logged(&self) -> Result<Vec<PendingEvent>, StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

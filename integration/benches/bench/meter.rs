@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use env_qemu_core::model::{DumpFilter, IfName, Neighbour, NetState, SysctlKey, Tmpfs};
+use env_qemu_core::pending::PendingEvent;
 use env_qemu_core::state::{JournalEntry, State};
 use env_qemu_core::store::{StateStore, StoreError};
 use env_qemu_core::{Kernel, KernelError, LinkChange, LinkSpec, Op};
@@ -424,6 +425,14 @@ impl StateStore for MeteredStore<'_> {
         let d = t.elapsed();
         self.add(|b| b.save_time += d);
         r
+    }
+
+    fn log(&self, event: &PendingEvent) -> Result<(), StoreError> {
+        self.inner.log(event)
+    }
+
+    fn logged(&self) -> Result<Vec<PendingEvent>, StoreError> {
+        self.inner.logged()
     }
 }
 
