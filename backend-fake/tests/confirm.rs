@@ -585,25 +585,10 @@ fn a_stepped_wall_clock_reverts_nothing() {
         let initial = full_state(&sim).await;
         let store = MemoryStore::new();
         let clock = Stepped::new();
-        let mut guard = TestGuard {
-            fails: false,
-            answered: Arc::new(AtomicBool::new(false)),
-        };
         let mut noop = |_: Event<'_>| {};
-        let arming = Arming {
-            token: TOKEN.into(),
-            boot_id: BOOT.into(),
-            window: WINDOW,
-            clock: &clock,
-            guard: &mut guard,
-        };
-        let (_, p) = commands::start_confirmed(
-            &mut env(&sim, &store, &mut noop),
-            &request(Target::Nic(0), None),
-            arming,
-        )
-        .await
-        .expect("start --confirm");
+        let (_, p) = start_on_eth0(&sim, &store, &clock, false)
+            .await
+            .expect("start --confirm");
         let deadline = p.deadline.expect("armed");
         let now = Now {
             clock: &clock,
@@ -652,25 +637,10 @@ fn after_a_reboot_nothing_is_pending() {
         let sim = build(&world_spec_fixed());
         let store = MemoryStore::new();
         let clock = Stepped::new();
-        let mut guard = TestGuard {
-            fails: false,
-            answered: Arc::new(AtomicBool::new(false)),
-        };
         let mut noop = |_: Event<'_>| {};
-        let arming = Arming {
-            token: TOKEN.into(),
-            boot_id: BOOT.into(),
-            window: WINDOW,
-            clock: &clock,
-            guard: &mut guard,
-        };
-        commands::start_confirmed(
-            &mut env(&sim, &store, &mut noop),
-            &request(Target::Nic(0), None),
-            arming,
-        )
-        .await
-        .expect("start --confirm");
+        start_on_eth0(&sim, &store, &clock, false)
+            .await
+            .expect("start --confirm");
         let bridged = full_state(&sim).await;
         // Another boot; the clock restarted (a persistent state directory kept the file).
         clock.boot.store(5, Ordering::SeqCst);
@@ -706,30 +676,41 @@ fn no_answer_no_change() {
         let initial = full_state(&sim).await;
         let store = MemoryStore::new();
         let clock = Stepped::new();
-        let mut guard = TestGuard {
-            fails: true,
-            answered: Arc::new(AtomicBool::new(false)),
-        };
-        let mut noop = |_: Event<'_>| {};
-        let arming = Arming {
-            token: TOKEN.into(),
-            boot_id: BOOT.into(),
-            window: WINDOW,
-            clock: &clock,
-            guard: &mut guard,
-        };
-        let r = commands::start_confirmed(
-            &mut env(&sim, &store, &mut noop),
-            &request(Target::Nic(0), None),
-            arming,
-        )
-        .await;
+        let r = start_on_eth0(&sim, &store, &clock, true).await;
         assert!(matches!(r, Err(CommandError::Unarmed { .. })), "{r:?}");
         assert!(r.unwrap_err().to_string().contains("nothing was changed"));
         assert_eq!(sim.mutations(), 0, "no operation ran");
         assert!(store.load().unwrap().is_none());
         assert_eq!(full_state(&sim).await, initial);
     });
+}
+
+/// `start --confirm` on eth0 of a fixed world, with a guard whose agent answers, or
+/// never does (`unanswered`).
+async fn start_on_eth0(
+    sim: &SimKernel,
+    store: &MemoryStore,
+    clock: &Stepped,
+    unanswered: bool,
+) -> Result<(commands::Report, Pending), CommandError> {
+    let mut guard = TestGuard {
+        fails: unanswered,
+        answered: Arc::new(AtomicBool::new(false)),
+    };
+    let mut noop = |_: Event<'_>| {};
+    let arming = Arming {
+        token: TOKEN.into(),
+        boot_id: BOOT.into(),
+        window: WINDOW,
+        clock,
+        guard: &mut guard,
+    };
+    commands::start_confirmed(
+        &mut env(sim, store, &mut noop),
+        &request(Target::Nic(0), None),
+        arming,
+    )
+    .await
 }
 
 /// A world start bridges: eth0 up with an address, a default route, a tap.

@@ -12,149 +12,37 @@
 
 mod common;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
+use common::leased::{connected, lease, play, start, step, stop, timeless, Step, LEASE};
 use common::runtime;
 use common::world::n;
-use env_qemu_backend_fake::host::{SimClientKind, SimHost, SimLease};
+use env_qemu_backend_fake::host::{SimClientKind, SimHost};
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::commands::{self, CommandError, Env};
-use env_qemu_core::exec::Event;
-use env_qemu_core::model::{Address, Family, MacAddr, NetState};
-use env_qemu_core::plan::{StartRequest, VmTaps};
+use env_qemu_core::model::{Address, Family};
+use env_qemu_core::plan::VmTaps;
 use env_qemu_core::store::MemoryStore;
-use env_qemu_core::{LinkChange, Op};
+use env_qemu_core::Op;
 use proptest::prelude::*;
-
-const LEASE: u32 = 120;
-
-fn lease() -> SimLease {
-    SimLease {
-        address: "192.0.2.10".parse().unwrap(),
-        prefix_len: 24,
-        router: "192.0.2.1".parse().unwrap(),
-        seconds: LEASE,
-    }
-}
 
 /// eth0 up with its client bound, and two taps for VMs.
 fn world(dhclient: bool) -> (SimKernel, SimHost) {
-    let sim = SimKernel::new();
-    let eth0 = n("eth0");
-    sim.add_nic(&eth0, MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]), 1500);
-    sim.apply_now(&Op::LinkSet {
-        name: eth0.clone(),
-        change: LinkChange::Up,
+    common::leased::world(|host, eth0| {
+        let kind = if dhclient {
+            SimClientKind::Dhclient {
+                argv:
+                    "dhclient -4 -pf /run/dhclient.eth0.pid -lf /var/lib/dhcp/dhclient.eth0.leases eth0"
+                        .split(' ')
+                        .map(String::from)
+                        .collect(),
+            }
+        } else {
+            SimClientKind::DhcpcdManager {
+                socket: "/run/dhcpcd/sock".into(),
+            }
+        };
+        host.start_client(kind, eth0, lease());
     })
-    .unwrap();
-    for t in ["tap0", "tap1"] {
-        sim.apply_now(&Op::LinkAdd {
-            spec: env_qemu_core::LinkSpec::Tap {
-                name: n(t),
-                owner: None,
-                group: None,
-            },
-        })
-        .unwrap();
-    }
-    sim.advance_time();
-    let host = SimHost::new(sim.clone());
-    let kind = if dhclient {
-        SimClientKind::Dhclient {
-            argv:
-                "dhclient -4 -pf /run/dhclient.eth0.pid -lf /var/lib/dhcp/dhclient.eth0.leases eth0"
-                    .split(' ')
-                    .map(String::from)
-                    .collect(),
-        }
-    } else {
-        SimClientKind::DhcpcdManager {
-            socket: "/run/dhcpcd/sock".into(),
-        }
-    };
-    host.start_client(kind, &eth0, lease());
-    (sim, host)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Wait(u64),
-    Add(usize),
-    Del(usize),
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        4 => (1u64..200).prop_map(Step::Wait),
-        1 => (0usize..2).prop_map(Step::Add),
-        1 => (0usize..2).prop_map(Step::Del),
-    ]
-}
-
-async fn run(
-    sim: &SimKernel,
-    host: &SimHost,
-    store: &MemoryStore,
-    cmd: impl for<'e> FnOnce(
-        &'e mut Env<'e>,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), CommandError>> + 'e>,
-    >,
-) -> Result<(), CommandError> {
-    let mut noop = |_: Event<'_>| {};
-    let mut env = Env {
-        kernel: sim,
-        host,
-        store,
-        netns: "sim".into(),
-        observer: &mut noop,
-    };
-    cmd(&mut env).await
-}
-
-/// The leased address is on an up device that is not a port, with a default route there.
-fn connected(net: &NetState) -> Result<(), String> {
-    let ip: IpAddr = lease().address;
-    let on: Vec<&Address> = net.addresses.iter().filter(|a| a.ip == ip).collect();
-    let usable = on
-        .iter()
-        .find(|a| net.link(&a.dev).is_some_and(|l| l.up && l.master.is_none()));
-    let Some(a) = usable else {
-        return Err(format!("{ip} is on no usable device: {on:?}"));
-    };
-    let default = net
-        .routes_via(&a.dev)
-        .any(|r| r.family() == Family::Inet && r.dst.is_default());
-    if !default {
-        return Err(format!(
-            "no IPv4 default route through {}: {:#?}",
-            a.dev, net.routes
-        ));
-    }
-    Ok(())
-}
-
-/// `net` with lifetimes and expiries set aside, ifindexes and order normalised.
-fn timeless(net: &NetState) -> NetState {
-    let mut s = net.normalized();
-    for a in &mut s.addresses {
-        a.valid_lft = a.valid_lft.map(|_| 0);
-        a.preferred_lft = a.preferred_lft.map(|_| 0);
-    }
-    for r in &mut s.routes {
-        *r = r.expiry_normalized();
-    }
-    s
-}
-
-fn request() -> StartRequest {
-    StartRequest {
-        uplink: n("eth0"),
-        bridge: n("lepont"),
-        shm: None,
-        force: false,
-    }
 }
 
 async fn scenario(dhclient: bool, steps: &[Step]) {
@@ -162,52 +50,11 @@ async fn scenario(dhclient: bool, steps: &[Step]) {
     let store = MemoryStore::new();
     let before = timeless(&sim.net());
     connected(&sim.net()).unwrap();
-    let r = run(&sim, &host, &store, |env| {
-        Box::pin(async move { commands::start(env, &request()).await.map(|_| ()) })
-    })
-    .await;
+    let r = start(&sim, &host, &store).await;
     assert!(r.is_ok(), "start: {}", r.unwrap_err());
     connected(&sim.net()).unwrap_or_else(|e| panic!("after start: {e}"));
-    let mut attached = [false; 2];
-    let mut waited = 0;
-    for &s in steps {
-        match s {
-            Step::Wait(secs) => {
-                for _ in 0..secs {
-                    host.advance(Duration::from_secs(1));
-                    waited += 1;
-                    connected(&sim.net()).unwrap_or_else(|e| {
-                        panic!("{waited} s after start: {e}\n{:?}", host.applied())
-                    });
-                }
-            }
-            Step::Add(t) | Step::Del(t) => {
-                let add = matches!(s, Step::Add(_));
-                let tap = n(&format!("tap{t}"));
-                let r = run(&sim, &host, &store, |env| {
-                    Box::pin(async move {
-                        if add {
-                            commands::add(env, &tap).await.map(|_| ())
-                        } else {
-                            commands::del(env, &tap).await.map(|_| ())
-                        }
-                    })
-                })
-                .await;
-                match (add, attached[t], r) {
-                    (true, _, Ok(())) => attached[t] = true,
-                    (false, true, Ok(())) => attached[t] = false,
-                    (false, false, Err(CommandError::Plan(_))) => {}
-                    (a, was, r) => panic!("add={a} attached={was}: {r:?}"),
-                }
-                connected(&sim.net()).unwrap_or_else(|e| panic!("after {s:?}: {e}"));
-            }
-        }
-    }
-    let r = run(&sim, &host, &store, |env| {
-        Box::pin(async move { commands::stop(env, VmTaps::Detach).await.map(|_| ()) })
-    })
-    .await;
+    let waited = play(&sim, &host, &store, steps).await;
+    let r = stop(&sim, &host, &store, VmTaps::Detach).await;
     assert!(r.is_ok(), "stop after {waited} s: {}", r.unwrap_err());
     connected(&sim.net()).unwrap_or_else(|e| panic!("after stop: {e}"));
     assert_eq!(
@@ -268,10 +115,7 @@ fn a_dhclient_host_stopped_late_in_its_lease_keeps_it() {
     runtime().block_on(async {
         let (sim, host) = world(true);
         let store = MemoryStore::new();
-        let r = run(&sim, &host, &store, |env| {
-            Box::pin(async move { commands::start(env, &request()).await.map(|_| ()) })
-        })
-        .await;
+        let r = start(&sim, &host, &store).await;
         assert!(r.is_ok(), "start: {}", r.unwrap_err());
         // The copy, 30 s from its end; its routes, flushed with it, put back.
         let br = n("lepont");
@@ -302,10 +146,7 @@ fn a_dhclient_host_stopped_late_in_its_lease_keeps_it() {
             sim.apply_now(&Op::RouteReplace { route }).unwrap();
         }
         connected(&sim.net()).unwrap();
-        let r = run(&sim, &host, &store, |env| {
-            Box::pin(async move { commands::stop(env, VmTaps::Refuse).await.map(|_| ()) })
-        })
-        .await;
+        let r = stop(&sim, &host, &store, VmTaps::Refuse).await;
         assert!(r.is_ok(), "stop: {}", r.unwrap_err());
         for s in 1..=u64::from(LEASE) {
             host.advance(Duration::from_secs(1));

@@ -46,8 +46,8 @@ use env_qemu_integration::guard::{wait_until, ChildGuard, ScratchDir, Stopwatch}
 use env_qemu_integration::hosts::probe::stream_specs;
 use env_qemu_integration::hosts::process::{cmdline, NsProcess};
 use env_qemu_integration::hosts::{
-    streams_during, ClientHost, Footprint, HostSpec, Lan, LanSpec, LogFile, LogMark, Manager,
-    Pinger, HOST_MAC, ROUTER_V4, UPLINK,
+    streams_during, ClientHost, Footprint, HostSpec, Lan, LanSpec, LogMark, Manager, Pinger,
+    HOST_MAC, ROUTER_V4, UPLINK,
 };
 use env_qemu_integration::qemu::find_program;
 use env_qemu_integration::require_netns;
@@ -431,19 +431,6 @@ fn state_files(host: &ClientHost) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `ip -ts monitor link address route` of the host, line-buffered into its directory:
-/// the guard and the log.
-fn monitor(host: &ClientHost) -> (ChildGuard, LogFile) {
-    let log = LogFile::new(host.dir().join("monitor.log"));
-    let mut cmd = std::process::Command::new("stdbuf");
-    cmd.args(["-oL", "ip", "-n", host.ns().name(), "-ts", "monitor"])
-        .args(["link", "address", "route"])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(log.path()).expect("create monitor.log"))
-        .stderr(Stdio::null());
-    (ChildGuard::spawn("ip monitor", &mut cmd), log)
-}
-
 /// Everything the host and the LAN logged since the marks, for a failure's report.
 fn diagnostics(host: &ClientHost, lan: &Lan, daemon: LogMark, dnsmasq: LogMark) -> String {
     let dhcp: Vec<String> = lan
@@ -477,7 +464,7 @@ fn lease_lifetimes(case: Case) {
     let v6 = up.v6_public().expect("a public IPv6 address on eth0");
     let before = settled_state(host.ns());
     let client = nic_client(&host).expect("the NIC's client runs");
-    let (_monitor, monitor) = monitor(&host);
+    let (_monitor, monitor) = host.monitor();
     host.serve_echo();
     let specs = stream_specs(&lan, &host, [IpAddr::V4(lease.ip), IpAddr::V6(v6)]);
     let log = host.daemon_log().expect("the client's log");

@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use env_qemu_core::model::NetState;
@@ -51,14 +51,8 @@ impl Scenario {
         let up = host.wait_up(Duration::from_secs(40));
         // NM's SLAAC settles its routes a moment after the address.
         let before = settled_state(host.ns());
-        let monitor = host.dir().join("monitor.log");
-        let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "ip", "-n", host.ns().name(), "-ts", "monitor"])
-            .args(["link", "address", "route"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&monitor).unwrap())
-            .stderr(Stdio::null());
-        let monitor_process = ChildGuard::spawn("ip monitor", &mut cmd);
+        let (monitor_process, log) = host.monitor();
+        let monitor = log.path().to_path_buf();
         host.serve_echo();
         let pinger = Pinger::from_lan(&lan, &up.targets(), Duration::from_millis(200));
         Scenario {

@@ -12,7 +12,6 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use env_qemu_core::model::NetState;
@@ -48,24 +47,8 @@ impl Scenario {
         let mut host = ClientHost::start(&lan, HostSpec::new(manager));
         let up = host.wait_up(Duration::from_secs(30));
         let before = settled_state(host.ns());
-        let monitor = host.dir().join("monitor.log");
-        // Line-buffered, so the report shows everything up to the moment it is printed.
-        let mut cmd = Command::new("stdbuf");
-        cmd.args([
-            "-oL",
-            "ip",
-            "-n",
-            host.ns().name(),
-            "-ts",
-            "monitor",
-            "link",
-            "address",
-        ])
-        .arg("route")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&monitor).unwrap())
-        .stderr(Stdio::null());
-        let monitor_process = ChildGuard::spawn("ip monitor", &mut cmd);
+        let (monitor_process, log) = host.monitor();
+        let monitor = log.path().to_path_buf();
         host.serve_echo();
         let pinger = Pinger::from_lan(&lan, &up.targets(), Duration::from_millis(200));
         Scenario {

@@ -93,6 +93,18 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// A host whose eth0 has 192.0.2.10/24 and 2001:db8::10/64 (`nodad`), on a LAN
+    /// without a far host: what the backend's route and error tests act on.
+    pub fn dual_stack_host() -> Topology {
+        Topology::build(&TopologySpec {
+            host: HostConfig {
+                addresses: vec!["192.0.2.10/24".into(), "2001:db8::10/64 nodad".into()],
+                ..HostConfig::bare()
+            },
+            far: false,
+        })
+    }
+
     pub fn build(spec: &TopologySpec) -> Topology {
         let host = TestNs::new();
         let lan = TestNs::new();

@@ -3,46 +3,25 @@
 
 use std::path::Path;
 
-use env_qemu_core::model::{
-    Address, IfName, Knob, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope,
-    RouteType, SysctlKey, TABLE_MAIN,
-};
+use env_qemu_core::model::{Address, IfName, Knob, Route, RouteScope, SysctlKey};
 use env_qemu_core::{ErrorKind, Kernel, KernelError, LinkChange, LinkSpec, Op};
-use env_qemu_integration::{
-    require_netns, require_tun, HostConfig, TestNs, Topology, TopologySpec,
-};
+use env_qemu_integration::{require_netns, require_tun, TestNs, Topology};
 
 fn n(s: &str) -> IfName {
     IfName::new(s).unwrap()
 }
 
+/// A route through eth0 as these tests send it: scope universe, metric 0.
 fn route(dst: &str, gw: Option<&str>) -> Route {
     Route {
-        table: TABLE_MAIN,
-        dst: dst.parse::<Prefix>().unwrap(),
-        kind: RouteType::Unicast,
-        gateway: gw.map(|g| g.parse().unwrap()),
-        dev: Some(n("eth0")),
-        metric: 0,
-        protocol: RouteProtocol::Boot,
         scope: RouteScope::Universe,
-        prefsrc: None,
-        onlink: false,
-        tos: 0,
-        pref: RoutePref::Medium,
-        expires: None,
-        metrics: RouteMetrics::default(),
+        metric: 0,
+        ..Route::new(
+            dst.parse().unwrap(),
+            gw.map(|g| g.parse().unwrap()),
+            Some(n("eth0")),
+        )
     }
-}
-
-fn host() -> Topology {
-    Topology::build(&TopologySpec {
-        host: HostConfig {
-            addresses: vec!["192.0.2.10/24".into(), "2001:db8::10/64 nodad".into()],
-            ..HostConfig::bare()
-        },
-        far: false,
-    })
 }
 
 fn check(e: &KernelError, kind: ErrorKind, object: &str, errno: i32) {
@@ -126,7 +105,7 @@ async fn missing_links() {
 #[tokio::test]
 async fn route_errors() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let k = topo.host.kernel();
 
     let missing = route("203.0.113.0/24", Some("192.0.2.1"));
@@ -196,7 +175,7 @@ async fn route_errors() {
 #[tokio::test]
 async fn address_errors() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let k = topo.host.kernel();
     let a = Address::new(n("eth0"), "192.0.2.10".parse().unwrap(), 24);
     let e = k.apply(&Op::AddrAdd { address: a }).await.unwrap_err();

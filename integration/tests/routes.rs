@@ -2,8 +2,7 @@
 //! dump → delete → restore round trip a `stop` depends on.
 
 use env_qemu_core::model::{
-    rtax, IfName, NetState, Prefix, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope,
-    RouteType, TABLE_MAIN,
+    rtax, IfName, NetState, Route, RouteMetrics, RoutePref, RouteProtocol, RouteScope, RouteType,
 };
 use env_qemu_core::{Kernel, Op};
 use env_qemu_integration::compare::difference;
@@ -13,34 +12,13 @@ fn n(s: &str) -> IfName {
     IfName::new(s).unwrap()
 }
 
+/// A route through eth0 as these tests send it: scope universe, metric 0.
 fn route(dst: &str) -> Route {
-    let dst: Prefix = dst.parse().unwrap();
     Route {
-        table: TABLE_MAIN,
-        dst,
-        kind: RouteType::Unicast,
-        gateway: None,
-        dev: Some(n("eth0")),
-        metric: 0,
-        protocol: RouteProtocol::Boot,
         scope: RouteScope::Universe,
-        prefsrc: None,
-        onlink: false,
-        tos: 0,
-        pref: RoutePref::Medium,
-        expires: None,
-        metrics: RouteMetrics::default(),
+        metric: 0,
+        ..Route::new(dst.parse().unwrap(), None, Some(n("eth0")))
     }
-}
-
-fn host() -> Topology {
-    Topology::build(&TopologySpec {
-        host: HostConfig {
-            addresses: vec!["192.0.2.10/24".into(), "2001:db8::10/64 nodad".into()],
-            ..HostConfig::bare()
-        },
-        far: false,
-    })
 }
 
 fn routes_to(state: &NetState, dst: &str) -> Vec<Route> {
@@ -55,7 +33,7 @@ fn routes_to(state: &NetState, dst: &str) -> Vec<Route> {
 #[tokio::test]
 async fn add_reads_back_exactly() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let k = topo.host.kernel();
     let gw = Some("192.0.2.1".parse().unwrap());
     let wanted = [
@@ -107,7 +85,7 @@ async fn add_reads_back_exactly() {
 #[tokio::test]
 async fn ipv6_metric_zero_becomes_1024() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let r = route("2001:db8:f::/64");
     topo.host
         .kernel()
@@ -121,7 +99,7 @@ async fn ipv6_metric_zero_becomes_1024() {
 #[tokio::test]
 async fn replace_swaps_in_place_and_del_removes() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let k = topo.host.kernel();
     let via = |gw: &str| Route {
         gateway: Some(gw.parse().unwrap()),
@@ -227,7 +205,7 @@ async fn dump_delete_restore_is_exact() {
 #[tokio::test]
 async fn pref_expires_and_metrics_read_back() {
     require_netns!();
-    let topo = host();
+    let topo = Topology::dual_stack_host();
     let k = topo.host.kernel();
     let mut m = RouteMetrics::default();
     m.set(rtax::HOPLIMIT, 64);

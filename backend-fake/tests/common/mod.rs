@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod leased;
 pub mod script;
 pub mod traffic;
 pub mod world;

@@ -377,6 +377,20 @@ impl ClientHost {
         self.dir.path()
     }
 
+    /// Starts `ip -ts monitor link address route` of the host, line-buffered into
+    /// `monitor.log` of its directory (so a report shows everything up to the moment it
+    /// is printed): the guard that ends it, and the log.
+    pub fn monitor(&self) -> (ChildGuard, LogFile) {
+        let log = LogFile::new(self.dir().join("monitor.log"));
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "ip", "-n", self.ns().name(), "-ts", "monitor"])
+            .args(["link", "address", "route"])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(log.path()).expect("create monitor.log"))
+            .stderr(Stdio::null());
+        (ChildGuard::spawn("ip monitor", &mut cmd), log)
+    }
+
     /// eth0's port on the LAN bridge, in the router namespace.
     pub fn lan_port(&self) -> &str {
         &self.port
