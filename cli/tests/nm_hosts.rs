@@ -15,64 +15,44 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, without_lifetimes};
-use env_qemu_integration::guard::{wait_until, ChildGuard};
+use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::probe::stream_specs;
 use env_qemu_integration::hosts::{
-    streams_during, ClientHost, EnvQemuRun, Footprint, HostSpec, Lan, LanSpec, LogMark, Manager,
-    PingReport, Pinger, Up, HOST_MAC,
+    streams_during, EnvQemuRun, Footprint, Manager, PingReport, Pinger, Watched, HOST_MAC,
 };
 use env_qemu_integration::require_netns;
-use env_qemu_integration::session::settled_state;
 use env_qemu_integration::stream::{table, Outcome};
 
 const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 /// The profile of eth0 the harness gives NetworkManager.
 const PROFILE: &str = "eqt-eth0";
 
-struct Scenario {
-    lan: Lan,
-    host: ClientHost,
-    up: Up,
-    before: NetState,
-    monitor: std::path::PathBuf,
-    _monitor: ChildGuard,
-    pinger: Option<Pinger>,
-    nm_mark: LogMark,
-    dnsmasq_mark: LogMark,
-    t0: Instant,
+struct Scenario(Watched);
+
+impl std::ops::Deref for Scenario {
+    type Target = Watched;
+    fn deref(&self) -> &Watched {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scenario {
+    fn deref_mut(&mut self) -> &mut Watched {
+        &mut self.0
+    }
 }
 
 impl Scenario {
     fn new() -> Scenario {
-        let lan = Lan::start(LanSpec::default());
-        let mut host = ClientHost::start(&lan, HostSpec::new(Manager::NetworkManager));
-        let up = host.wait_up(Duration::from_secs(40));
-        // NM's SLAAC settles its routes a moment after the address.
-        let before = settled_state(host.ns());
-        let (monitor_process, log) = host.monitor();
-        let monitor = log.path().to_path_buf();
-        host.serve_echo();
-        let pinger = Pinger::from_lan(&lan, &up.targets(), Duration::from_millis(200));
-        Scenario {
-            nm_mark: host.daemon_log().unwrap().mark(),
-            dnsmasq_mark: lan.mark(),
-            lan,
-            host,
-            up,
-            before,
-            monitor,
-            _monitor: monitor_process,
-            pinger: Some(pinger),
-            t0: Instant::now(),
-        }
+        Scenario(Watched::start(
+            Manager::NetworkManager,
+            Duration::from_secs(40),
+        ))
     }
 
     fn env_qemu(&self, args: &[&str]) -> EnvQemuRun {
-        let run = self.host.env_qemu(Path::new(BIN), args);
-        eprintln!("[{:7.2} s] {run}", self.t0.elapsed().as_secs_f64());
-        run
+        self.0.env_qemu(Path::new(BIN), args)
     }
 
     fn nmcli(&self, args: &[&str]) -> String {
@@ -177,7 +157,7 @@ impl Scenario {
             .into_iter()
             .map(|e| e.line)
             .collect();
-        let nm = self.host.daemon_log().unwrap().since(self.nm_mark);
+        let nm = self.host.daemon_log().unwrap().since(self.daemon_mark);
         let nm: Vec<&str> = nm
             .lines()
             .filter(|l| {

@@ -12,63 +12,40 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, without_lifetimes};
-use env_qemu_integration::guard::{wait_until, ChildGuard};
+use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::process::NsProcess;
-use env_qemu_integration::hosts::{
-    ClientHost, EnvQemuRun, Footprint, HostSpec, Lan, LanSpec, LogMark, Manager, PingReport,
-    Pinger, Up, ROUTER_V4,
-};
+use env_qemu_integration::hosts::{EnvQemuRun, Footprint, Manager, PingReport, Watched, ROUTER_V4};
 use env_qemu_integration::require_netns;
-use env_qemu_integration::session::settled_state;
 
 const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 
 /// A dhcpcd host with everything recorded from the moment before `start`.
-struct Scenario {
-    lan: Lan,
-    host: ClientHost,
-    up: Up,
-    before: NetState,
-    monitor: std::path::PathBuf,
-    _monitor: ChildGuard,
-    pinger: Option<Pinger>,
-    dhcpcd_mark: LogMark,
-    dnsmasq_mark: LogMark,
-    t0: Instant,
+struct Scenario(Watched);
+
+impl std::ops::Deref for Scenario {
+    type Target = Watched;
+    fn deref(&self) -> &Watched {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scenario {
+    fn deref_mut(&mut self) -> &mut Watched {
+        &mut self.0
+    }
 }
 
 impl Scenario {
     fn new(manager: Manager) -> Scenario {
-        let lan = Lan::start(LanSpec::default());
-        let mut host = ClientHost::start(&lan, HostSpec::new(manager));
-        let up = host.wait_up(Duration::from_secs(30));
-        let before = settled_state(host.ns());
-        let (monitor_process, log) = host.monitor();
-        let monitor = log.path().to_path_buf();
-        host.serve_echo();
-        let pinger = Pinger::from_lan(&lan, &up.targets(), Duration::from_millis(200));
-        Scenario {
-            dhcpcd_mark: host.daemon_log().unwrap().mark(),
-            dnsmasq_mark: lan.mark(),
-            lan,
-            host,
-            up,
-            before,
-            monitor,
-            _monitor: monitor_process,
-            pinger: Some(pinger),
-            t0: Instant::now(),
-        }
+        Scenario(Watched::start(manager, Duration::from_secs(30)))
     }
 
     fn env_qemu(&self, args: &[&str]) -> EnvQemuRun {
-        let run = self.host.env_qemu(Path::new(BIN), args);
-        eprintln!("[{:6.2} s] {run}", self.t0.elapsed().as_secs_f64());
-        run
+        self.0.env_qemu(Path::new(BIN), args)
     }
 
     fn at(&self) -> String {
@@ -157,7 +134,7 @@ impl Scenario {
              -- ip monitor of the host:\n{}",
             self.host.spec().manager,
             probes.table(),
-            self.host.daemon_log().unwrap().since(self.dhcpcd_mark),
+            self.host.daemon_log().unwrap().since(self.daemon_mark),
             dhcp.join("\n"),
             std::fs::read_to_string(&self.monitor).unwrap_or_default()
         );

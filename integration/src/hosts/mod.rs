@@ -22,6 +22,8 @@
 //! - [`Pinger`] probes the host from the LAN and the far host every N seconds and counts
 //!   losses; [`streams_during`] runs 1,000/s UDP streams ([`crate::stream`]) around a
 //!   command.
+//! - [`Watched`]: a host up and watched (its settled state, an `ip monitor`, a pinger, log
+//!   marks), the start of every real-host scenario of the binary's tests.
 //! - [`Footprint`]: what the daemons could leave on the machine (files under /etc, /run,
 //!   /var/lib, the hostname, mounts), to prove before/after that they left nothing.
 //!
@@ -39,6 +41,7 @@ mod lan;
 mod logfile;
 pub mod probe;
 pub mod process;
+mod watched;
 
 pub use client::{ClientHost, EnvQemuRun, HostSpec, Manager, Up, V4Lease, V6Addr};
 pub use footprint::Footprint;
@@ -46,6 +49,7 @@ pub use holder::{Holder, HolderKind};
 pub use lan::{DhcpEvent, Lan, LanSpec, Lease, RaPreference};
 pub use logfile::{LogFile, LogMark};
 pub use probe::{streams_during, PingReport, Pinger};
+pub use watched::Watched;
 
 /// The host's NIC, inside its namespace.
 pub const UPLINK: &str = "eth0";
