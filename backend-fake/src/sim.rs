@@ -102,6 +102,7 @@ impl SimKernel {
         self.lock().faults.revive();
     }
 
+    /// Whether the kernel connection is down (see [`SimKernel::crash_after`]).
     pub fn is_crashed(&self) -> bool {
         self.lock().faults.crashed()
     }

@@ -16,7 +16,7 @@ use env_qemu_core::store::StateStore;
 use env_qemu_core::{LinkChange, LinkSpec, Op};
 use proptest::prelude::*;
 
-use super::world::n;
+use super::n;
 
 /// The lease time the simulated server gives, in seconds.
 pub const LEASE: u32 = 120;

@@ -8,7 +8,8 @@ use env_qemu_core::model::{Family, IfName, NetState, Prefix, TABLE_MAIN};
 use env_qemu_core::plan::{PlanError, ShmRequest, StartRequest};
 use proptest::prelude::*;
 
-use super::world::{n, WorldSpec, SHM};
+use super::world::WorldSpec;
+use super::{n, SHM};
 
 /// What a command names: the targets include invalid ones on purpose.
 #[derive(Debug, Clone, Copy)]
