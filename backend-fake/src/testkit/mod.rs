@@ -42,10 +42,16 @@ pub mod world;
 
 use std::fmt;
 
+use std::path::PathBuf;
+
+use env_qemu_core::commands::{self, CommandError, Env, Report};
 use env_qemu_core::model::{
     format_size, Address, IfName, Link, LinkKind, Neighbour, NudState, Snapshot,
 };
 use env_qemu_core::observe::observe;
+use env_qemu_core::plan::{ShmRequest, StartRequest, VmTaps};
+use env_qemu_core::store::StateStore;
+use env_qemu_core::Kernel;
 
 use crate::SimKernel;
 
@@ -74,6 +80,53 @@ pub async fn full_state(sim: &SimKernel) -> Snapshot {
         .filter(|n| n.state == NudState::Permanent)
         .collect();
     snap.normalized()
+}
+
+/// `env-qemu start UPLINK` with the bridge `lepont` and, given `shm_mb`, the [`SHM`]
+/// tmpfs grown to that many MiB.
+pub fn start_request(uplink: &str, shm_mb: Option<u64>) -> StartRequest {
+    StartRequest {
+        uplink: ifname(uplink),
+        bridge: ifname("lepont"),
+        shm: shm_mb.map(|mb| ShmRequest {
+            path: PathBuf::from(SHM),
+            size_bytes: mb << 20,
+        }),
+        force: false,
+    }
+}
+
+/// Runs `env-qemu start` as the CLI does, on `kernel` (a [`SimKernel`], or a wrapper
+/// around one) with its state in `store`, on a host where no program manages the NIC.
+pub async fn start(
+    kernel: &dyn Kernel,
+    store: &dyn StateStore,
+    req: &StartRequest,
+) -> Result<Report, CommandError> {
+    let mut quiet = |_: env_qemu_core::exec::Event<'_>| {};
+    let mut env = env(kernel, store, &mut quiet);
+    commands::start(&mut env, req).await
+}
+
+/// Runs `env-qemu stop` (`--force`: VMs' taps detached) as the CLI does; see [`start`].
+pub async fn stop(kernel: &dyn Kernel, store: &dyn StateStore) -> Result<Report, CommandError> {
+    let mut quiet = |_: env_qemu_core::exec::Event<'_>| {};
+    let mut env = env(kernel, store, &mut quiet);
+    commands::stop(&mut env, VmTaps::Detach).await
+}
+
+fn env<'a>(
+    kernel: &'a dyn Kernel,
+    store: &'a dyn StateStore,
+    observer: &'a mut (dyn FnMut(env_qemu_core::exec::Event<'_>) + Send),
+) -> Env<'a> {
+    Env {
+        kernel,
+        host: &env_qemu_core::host::NoHost,
+        store,
+        netns: "sim".into(),
+        observer,
+    }
 }
 
 /// One object that is in one reading and not the other (see [`differences`]).
