@@ -448,3 +448,30 @@ fn link_set_gives_one_operation_per_setting_in_order() {
         ]
     );
 }
+
+#[test]
+fn apply_stops_at_the_first_refusal_and_apply_all_goes_on() {
+    let text = "ip link set dev eth9 up\nip link add lepont type bridge\n";
+    let script = Script::parse(text).unwrap();
+    let sim = with_nic();
+    let e = script.apply(&sim).unwrap_err();
+    assert_eq!((e.line, e.error.errno), (1, Some(libc::ENODEV)));
+    assert!(sim.net().link(&n("lepont")).is_none(), "stopped at line 1");
+    let all = script.apply_all(&sim);
+    assert_eq!(all.iter().map(|e| e.line).collect::<Vec<_>>(), [1]);
+    assert!(sim.net().link(&n("lepont")).is_some(), "line 2 ran");
+    assert_eq!(
+        Script::parse("ip addr add 192.0.2.1/24")
+            .unwrap_err()
+            .to_string(),
+        "line 1: at the end: `dev DEV` is missing"
+    );
+}
+
+#[test]
+fn a_seed_chooses_one_world() {
+    assert_eq!(WorldSpec::generate(7), WorldSpec::generate(7));
+    let worlds: Vec<WorldSpec> = (0..8).map(WorldSpec::generate).collect();
+    assert!(worlds.iter().any(|w| *w != worlds[0]), "{worlds:#?}");
+    assert!(worlds.iter().all(|w| (1..=4).contains(&w.nics.len())));
+}
