@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::model::{AddrFlag, Address, IfName, Link, MacAddr, NetState, Prefix, Route};
+use env_qemu_core::model::{AddrFlag, Address, Link, MacAddr, NetState, Prefix, Route};
 use env_qemu_core::{ErrorKind, KernelError, LinkChange, LinkSpec, Op};
 
 pub use super::n;

@@ -102,12 +102,7 @@ pub async fn run(
 
 /// `start eth0` with bridge lepont.
 pub fn request() -> StartRequest {
-    StartRequest {
-        uplink: n("eth0"),
-        bridge: n("lepont"),
-        shm: None,
-        force: false,
-    }
+    env_qemu_backend_fake::testkit::start_request("eth0", None)
 }
 
 /// `env-qemu start eth0`.

@@ -4,12 +4,14 @@
 //! simulated kernel. Worlds, the state reading and the traffic check are the public
 //! [`env_qemu_backend_fake::testkit`].
 
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 pub mod fixtures;
 pub mod leased;
 pub mod script;
 
+// Not every test crate uses every one of them.
+#[allow(unused_imports)]
 pub use env_qemu_backend_fake::testkit::{full_state, ifname as n, traffic, world, SHM};
 
 use env_qemu_backend_fake::SimKernel;
