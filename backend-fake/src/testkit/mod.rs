@@ -67,6 +67,9 @@ pub fn ifname(s: &str) -> IfName {
 /// (without ifindexes), addresses and routes in a stable order, every device's IPv6
 /// knobs, the [`SHM`] tmpfs if mounted, and the static (`nud permanent`) neighbour
 /// entries. Learnt neighbour entries are the kernel's cache, not configuration: left out.
+///
+/// # Panics
+/// If `sim` has crashed ([`SimKernel::crash_after`]): revive it first.
 pub async fn full_state(sim: &SimKernel) -> Snapshot {
     let net = sim.net();
     let devs: Vec<IfName> = net.links.iter().map(|l| l.name.clone()).collect();
