@@ -36,20 +36,30 @@ use crate::SimKernel;
 /// The lease a simulated client holds: one IPv4 address on a subnet with a router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimLease {
+    /// The leased address.
     pub address: IpAddr,
+    /// The subnet's prefix length.
     pub prefix_len: u8,
+    /// The default gateway the lease names.
     pub router: IpAddr,
-    /// Seconds.
+    /// The lease time, in seconds.
     pub seconds: u32,
 }
 
 /// Which program a simulated client is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SimClientKind {
     /// dhcpcd as one daemon for every interface, reached at this control socket.
-    DhcpcdManager { socket: PathBuf },
+    DhcpcdManager {
+        /// The control socket's path.
+        socket: PathBuf,
+    },
     /// dhclient, with the command line it was started with (its interface last).
-    Dhclient { argv: Vec<String> },
+    Dhclient {
+        /// The command line, program name first.
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]

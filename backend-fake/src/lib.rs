@@ -10,6 +10,13 @@
 //! The real kernel is the authority: `integration/tests/conformance.rs` runs generated
 //! operation sequences on both and compares every step; the minimal sequences of past
 //! disagreements are in `integration/tests/conformance_regressions.rs`.
+//!
+//! [`testkit`] makes it a tool for checking your own network scripts: generated host
+//! worlds, a normalised full-state reading and its differences, a parser from `ip`
+//! command lines to operations, and the LAN-reachability check. See the crate's
+//! `examples/` (`verify_teardown`, `inject_failure`, `side_effects`).
+
+#![warn(missing_docs)]
 
 mod addresses;
 mod bridge;
@@ -30,6 +37,7 @@ mod sim;
 mod state;
 pub mod surprise;
 mod sysctls;
+pub mod testkit;
 mod tmpfs;
 mod world;
 

@@ -15,6 +15,38 @@ use crate::{dump, neigh, sysctls, tmpfs};
 /// A simulated Linux network namespace (plus its tmpfs mounts), modelling the side
 /// effects the real kernel has. `Clone` gives another handle on the same kernel, as a
 /// second process would have; [`SimKernel::fork`] gives an independent copy.
+///
+/// Build a world with the inherent methods ([`SimKernel::add_nic`],
+/// [`SimKernel::apply_now`] …), then hand the kernel to core's commands as a
+/// [`env_qemu_core::Kernel`]. Each operation has the side effects it has on Linux:
+///
+/// ```
+/// use env_qemu_backend_fake::SimKernel;
+/// use env_qemu_core::model::{Address, IfName, MacAddr};
+/// use env_qemu_core::{LinkChange, Op};
+///
+/// let sim = SimKernel::new();
+/// let eth0 = IfName::new("eth0").unwrap();
+/// sim.add_nic(&eth0, MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]), 1500);
+/// let address = Address::new(eth0.clone(), "192.0.2.10".parse().unwrap(), 24);
+/// for op in [
+///     Op::LinkSet { name: eth0.clone(), change: LinkChange::Up },
+///     Op::AddrAdd { address: address.clone() },
+/// ] {
+///     sim.apply_now(&op).unwrap();
+/// }
+/// // The kernel made the address's prefix route…
+/// let prefix_routes = |sim: &SimKernel| {
+///     sim.net().routes.iter().filter(|r| r.dst.to_string() == "192.0.2.0/24").count()
+/// };
+/// assert_eq!(prefix_routes(&sim), 1);
+/// // …and deleting the address takes it away.
+/// sim.apply_now(&Op::AddrDel { address }).unwrap();
+/// assert_eq!(prefix_routes(&sim), 0);
+/// // An operation the kernel refuses changes nothing and says why, with Linux's errno.
+/// let gone = Op::LinkDel { name: IfName::new("eth1").unwrap() };
+/// assert_eq!(sim.apply_now(&gone).unwrap_err().errno, Some(libc::ENODEV));
+/// ```
 #[derive(Clone)]
 pub struct SimKernel {
     inner: Arc<Mutex<World>>,
@@ -102,6 +134,7 @@ impl SimKernel {
         self.lock().faults.revive();
     }
 
+    /// Whether the kernel connection is down (see [`SimKernel::crash_after`]).
     pub fn is_crashed(&self) -> bool {
         self.lock().faults.crashed()
     }

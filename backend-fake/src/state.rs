@@ -21,11 +21,13 @@ pub(crate) const IPV4_MIN_MTU: u32 = 68;
 
 /// The spanning-tree state of a bridge port, reduced to what changes carrier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PortState {
     /// Port or bridge down, or no carrier on the port.
     Disabled,
     /// STP on: listening/learning, ~2 × forward_delay before it forwards.
     Listening,
+    /// Forwarding frames: the port has carrier.
     Forwarding,
 }
 

@@ -21,6 +21,7 @@ use crate::SimKernel;
 
 /// Something the host does by itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Surprise {
     /// The address goes from whichever device has it (its lease ended, its client took it
     /// back).
@@ -30,7 +31,12 @@ pub enum Surprise {
     /// The route goes, from its device or from whichever device env-qemu moved it to
     /// (every route of that table, destination and metric through `also`): it expired,
     /// someone deleted it.
-    RouteGone { route: Route, also: Option<IfName> },
+    RouteGone {
+        /// The route, on its original device.
+        route: Route,
+        /// The device env-qemu may have moved it to.
+        also: Option<IfName>,
+    },
     /// A client adds this route again on its device.
     RouteBack(Route),
 }

@@ -1,11 +1,11 @@
 //! Addresses: keys, primaries and secondaries, promotion, and the routes that follow.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{AddrScope, Knob, SysctlKey};
 use env_qemu_core::{ErrorKind, Op};
-use support::*;
 
 const PREFIX_1: &str = "192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.1 metric 0";
 

@@ -1,11 +1,11 @@
 //! The bridge driver: ports, derived MAC/MTU, port states and carrier.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::{PortState, SimKernel};
 use env_qemu_core::model::{LinkKind, MacAddr};
 use env_qemu_core::{LinkChange, LinkSpec, Op};
-use support::*;
 
 fn bmac(sim: &SimKernel) -> MacAddr {
     link(&sim.net(), "br0").mac

@@ -5,8 +5,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::n;
 use common::runtime;
-use common::world::{build, n, NicSpec, WorldSpec};
+use common::world::{build, NicSpec, WorldSpec};
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::exec::{execute, Event, Executed, Journal, Machine, Round, StepFailure};
 use env_qemu_core::observe::observe;
@@ -41,7 +42,7 @@ fn request() -> StartRequest {
         uplink: n("eth0"),
         bridge: n("lepont"),
         shm: Some(ShmRequest {
-            path: PathBuf::from(common::world::SHM),
+            path: PathBuf::from(common::SHM),
             size_bytes: 512 << 20,
         }),
         force: false,
@@ -49,13 +50,9 @@ fn request() -> StartRequest {
 }
 
 async fn plan(sim: &SimKernel) -> Plan {
-    let snap = observe(
-        sim,
-        &[&n("eth0")],
-        Some(std::path::Path::new(common::world::SHM)),
-    )
-    .await
-    .unwrap();
+    let snap = observe(sim, &[&n("eth0")], Some(std::path::Path::new(common::SHM)))
+        .await
+        .unwrap();
     plan_start(&snap, &request()).unwrap()
 }
 

@@ -1,13 +1,13 @@
 //! Fault injection and crashes, through the async `Kernel` interface.
 
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Knob, SysctlKey};
 use env_qemu_core::{ErrorKind, Kernel};
-use support::*;
 
 #[tokio::test]
 async fn fail_nth_fails_exactly_that_call_and_changes_nothing() {

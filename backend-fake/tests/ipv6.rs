@@ -1,11 +1,11 @@
 //! Link-locals, DAD and time.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Knob, LinkKind, SysctlKey};
 use env_qemu_core::{LinkChange, Op};
-use support::*;
 
 #[test]
 fn the_link_local_needs_carrier_and_stays_tentative_until_time_passes() {

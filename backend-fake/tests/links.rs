@@ -1,11 +1,11 @@
 //! Device lifecycle: creation, deletion, admin up/down and what they drag along.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Knob, LinkKind, SysctlKey, TapInfo};
 use env_qemu_core::{ErrorKind, LinkChange, Op};
-use support::*;
 
 #[test]
 fn a_fresh_namespace_has_only_loopback_up_with_its_addresses() {

@@ -25,23 +25,14 @@ fn config() -> ProptestConfig {
 
 /// One NIC with an address and a default route, nothing else.
 fn plain_world() -> WorldSpec {
+    let seed = WorldSpec::seed();
     WorldSpec {
         nics: vec![NicSpec {
-            up: true,
-            mtu: 1500,
-            v4: vec![(0, false)],
             v6: None,
-            default_metric: Some(100),
-            static_route: false,
-            device_route: false,
-            src_route: false,
-            table_route: None,
-            v6_default: false,
-            static_neigh: false,
+            ..seed.nics[0].clone()
         }],
-        taps: 0,
-        shm_mb: 64,
         promote_secondaries: true,
+        ..seed
     }
 }
 

@@ -15,8 +15,8 @@ mod common;
 use std::time::Duration;
 
 use common::leased::{connected, lease, play, start, step, stop, timeless, Step, LEASE};
+use common::n;
 use common::runtime;
-use common::world::n;
 use env_qemu_backend_fake::host::{SimClientKind, SimHost};
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Address, Family};

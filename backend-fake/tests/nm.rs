@@ -18,7 +18,7 @@ mod common;
 use std::time::Duration;
 
 use common::leased::{connected, lease, play, step, timeless, Step, LEASE};
-use common::world::n;
+use common::n;
 use common::{runtime, DyingStore};
 use env_qemu_backend_fake::host::SimHost;
 use env_qemu_backend_fake::SimKernel;

@@ -62,7 +62,7 @@ async fn run_checked(w: &WorldSpec, sim: &SimKernel, store: &MemoryStore, cmds: 
             if let (Cmd::Start { .. }, Some(i)) = (c, model.uplink) {
                 // Bridged means bridged: a route left on the port would win over the
                 // bridge's copy and send its traffic where nothing answers.
-                let nic = common::world::n(&format!("eth{i}"));
+                let nic = common::n(&format!("eth{i}"));
                 let left: Vec<String> = sim.net().routes_via(&nic).map(|r| r.to_string()).collect();
                 assert!(
                     left.is_empty(),

@@ -1,11 +1,11 @@
 //! Routes: identity keys, replace, delete matching, validation, dump order.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{RouteProtocol, RouteScope, RouteType};
 use env_qemu_core::{ErrorKind, Op};
-use support::*;
 
 /// eth0 192.0.2.1/24 + 2001:db8:1::1/64, veth va (up, no carrier) 198.51.100.1/24 +
 /// 2001:db8:2::1/64, veth ve (down) 203.0.113.1/24.

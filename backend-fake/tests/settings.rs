@@ -1,13 +1,13 @@
 //! IPv6 sysctls and tmpfs mounts.
 
-mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::fixtures::*;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Knob, SysctlKey, Tmpfs};
 use env_qemu_core::{ErrorKind, Kernel, Op};
-use support::*;
 
 fn key(dev: &str, knob: Knob) -> SysctlKey {
     SysctlKey::new(&n(dev), knob)

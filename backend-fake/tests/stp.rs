@@ -1,11 +1,11 @@
 //! Spanning tree: the forward delay and ports held back until time passes.
 
-mod support;
+mod common;
 
+use common::fixtures::*;
 use env_qemu_backend_fake::{PortState, SimKernel};
 use env_qemu_core::model::LinkKind;
 use env_qemu_core::{ErrorKind, LinkSpec, Op};
-use support::*;
 
 #[test]
 fn stp_holds_a_new_port_until_time_passes() {

@@ -10,8 +10,9 @@
 
 mod common;
 
+use common::n;
 use common::script::{cmd, Cmd, Expect, Model, Target};
-use common::world::{build, n, world_spec, WorldSpec};
+use common::world::{build, world_spec, WorldSpec};
 use common::*;
 use env_qemu_backend_fake::surprise::{Surprise, Surprising};
 use env_qemu_backend_fake::SimKernel;

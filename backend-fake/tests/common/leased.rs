@@ -16,7 +16,7 @@ use env_qemu_core::store::StateStore;
 use env_qemu_core::{LinkChange, LinkSpec, Op};
 use proptest::prelude::*;
 
-use super::world::n;
+use super::n;
 
 /// The lease time the simulated server gives, in seconds.
 pub const LEASE: u32 = 120;
@@ -102,12 +102,7 @@ pub async fn run(
 
 /// `start eth0` with bridge lepont.
 pub fn request() -> StartRequest {
-    StartRequest {
-        uplink: n("eth0"),
-        bridge: n("lepont"),
-        shm: None,
-        force: false,
-    }
+    env_qemu_backend_fake::testkit::start_request("eth0", None)
 }
 
 /// `env-qemu start eth0`.

@@ -1,18 +1,22 @@
-//! Shared by the property tests: generated worlds, command sequences, and a driver that runs
-//! them through the real core commands on the simulated kernel.
+//! The one helper module of this crate's tests: fixtures for the simulator's own tests
+//! ([`fixtures`]), hosts with leases ([`leased`]), generated command sequences
+//! ([`script`]) and a driver that runs them through the real core commands on the
+//! simulated kernel. Worlds, the state reading and the traffic check are the public
+//! [`env_qemu_backend_fake::testkit`].
 
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod leased;
 pub mod script;
-pub mod traffic;
-pub mod world;
+
+// Not every test crate uses every one of them.
+#[allow(unused_imports)]
+pub use env_qemu_backend_fake::testkit::{full_state, ifname as n, traffic, world, SHM};
 
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::commands::{self, CommandError, Env, Joined, Left, Report, RunRequest};
 use env_qemu_core::exec::Event;
-use env_qemu_core::model::{IfName, NudState, Snapshot};
-use env_qemu_core::observe::observe;
 use env_qemu_core::pending::PendingEvent;
 use env_qemu_core::plan::VmTaps;
 use env_qemu_core::state::{JournalEntry, State};
@@ -20,25 +24,6 @@ use env_qemu_core::store::{MemoryStore, StateStore, StoreError};
 use env_qemu_core::Kernel;
 
 use script::{holder_pid, made_name, name, request, Cmd, Target};
-use world::SHM;
-
-/// Everything env-qemu may touch, normalised: links, addresses, routes, every device's
-/// IPv6 knobs, the shm tmpfs.
-pub async fn full_state(sim: &SimKernel) -> Snapshot {
-    let net = sim.net();
-    let devs: Vec<IfName> = net.links.iter().map(|l| l.name.clone()).collect();
-    let refs: Vec<&IfName> = devs.iter().collect();
-    let mut snap = observe(sim, &refs, Some(std::path::Path::new(SHM)))
-        .await
-        .expect("the simulated kernel answers");
-    // Static entries are configuration; learnt ones are the kernel's cache.
-    snap.neighbours = sim
-        .neighbours_now()
-        .into_iter()
-        .filter(|n| n.state == NudState::Permanent)
-        .collect();
-    snap.normalized()
-}
 
 /// Runs one command the way the CLI does: a fresh `Env` (a new process) on the shared
 /// kernel and store.

@@ -1,14 +1,14 @@
 //! Generated command sequences and the model of which of them must succeed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use env_qemu_core::commands::CommandError;
 use env_qemu_core::model::{Family, IfName, NetState, Prefix, TABLE_MAIN};
-use env_qemu_core::plan::{PlanError, ShmRequest, StartRequest};
+use env_qemu_core::plan::{PlanError, StartRequest};
 use proptest::prelude::*;
 
-use super::world::{n, WorldSpec, SHM};
+use super::n;
+use super::world::WorldSpec;
 
 /// What a command names: the targets include invalid ones on purpose.
 #[derive(Debug, Clone, Copy)]
@@ -108,16 +108,9 @@ pub fn name(t: Target) -> IfName {
     }
 }
 
+/// `start` on `uplink` with bridge lepont and, given `shm_mb`, the shm tmpfs grown.
 pub fn request(uplink: Target, shm_mb: Option<u64>) -> StartRequest {
-    StartRequest {
-        uplink: name(uplink),
-        bridge: n("lepont"),
-        shm: shm_mb.map(|mb| ShmRequest {
-            path: PathBuf::from(SHM),
-            size_bytes: mb << 20,
-        }),
-        force: false,
-    }
+    env_qemu_backend_fake::testkit::start_request(name(uplink).as_str(), shm_mb)
 }
 
 /// The outcome a command must have, from an independent model of env-qemu's state.

@@ -1,17 +1,13 @@
-//! Helpers for the simulator's own tests: names, addresses, routes, and short views of a
+//! Fixtures for the simulator's own tests: names, addresses, routes, and short views of a
 //! dump to assert on.
-
-#![allow(dead_code)]
 
 use std::net::IpAddr;
 
 use env_qemu_backend_fake::SimKernel;
-use env_qemu_core::model::{AddrFlag, Address, IfName, Link, MacAddr, NetState, Prefix, Route};
+use env_qemu_core::model::{AddrFlag, Address, Link, MacAddr, NetState, Prefix, Route};
 use env_qemu_core::{ErrorKind, KernelError, LinkChange, LinkSpec, Op};
 
-pub fn n(s: &str) -> IfName {
-    IfName::new(s).unwrap()
-}
+pub use super::n;
 
 pub fn mac(s: &str) -> MacAddr {
     s.parse().unwrap()

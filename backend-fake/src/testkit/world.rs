@@ -1,45 +1,107 @@
-//! Generated host worlds: 1–4 Ethernet-like NICs (eth0 the target), up or down, various
-//! MTUs, IPv4 primaries and secondaries, IPv6 globals (and the kernel's link-locals),
-//! routes in main and other tables, persistent taps, a shm tmpfs.
+//! Host worlds as data ([`WorldSpec`]), built on a fresh [`SimKernel`] by [`build`]: 1–4
+//! Ethernet-like NICs (eth0 the one env-qemu bridges), up or down, various MTUs, IPv4
+//! primaries and secondaries, IPv6 globals (and the kernel's link-locals), routes in main
+//! and other tables, static neighbour entries, persistent taps, a shm tmpfs.
+//!
+//! [`world_spec`] generates them for property tests; [`WorldSpec::generate`] picks one
+//! from a seed; [`WorldSpec::seed`] is the plain host of env-qemu's seed recipe.
+//!
+//! Addresses are from the documentation ranges: NICs 0–1 in 192.0.2.0/24, NICs 2–3 in
+//! 198.51.100.0/24 (each NIC its own /26s, host `.10`, secondary `.11`, gateway `.1`),
+//! IPv6 `2001:db8:N+1::10/64`, other routes in 203.0.113.0/24.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::*;
 use env_qemu_core::op::{LinkChange, LinkSpec, Op};
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-pub const SHM: &str = "/sim/dev/shm";
-
-pub fn n(s: &str) -> IfName {
-    IfName::new(s).unwrap()
-}
+use super::{ifname as n, SHM};
+use crate::SimKernel;
 
 /// One NIC's configuration, as data.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicSpec {
+    /// Administratively up (a down NIC keeps its addresses but none of its routes).
     pub up: bool,
+    /// The NIC's MTU.
     pub mtu: u32,
-    /// IPv4 /26 subnets (by number) with host address and optional secondary.
+    /// IPv4 /26 subnets (by number, 0 or 1) with host address `.10`, and whether it has
+    /// the secondary `.11` too.
     pub v4: Vec<(u8, bool)>,
+    /// An IPv6 global `2001:db8:N+1::10/64` (`nodad`): `Some(None)` permanent,
+    /// `Some(Some((valid, preferred)))` with lifetimes in seconds.
     pub v6: Option<Option<(u32, u32)>>,
+    /// An IPv4 default route via `.1` of the first subnet, `proto dhcp`, at this metric.
     pub default_metric: Option<u32>,
+    /// `203.0.113.16N/28 via .1 proto static`.
     pub static_route: bool,
+    /// `203.0.113.(100+N)/32 dev ethN` (no gateway).
     pub device_route: bool,
+    /// `203.0.113.(200+N)/32 via .1 src .10`.
     pub src_route: bool,
+    /// An IPv4 default route in table `T + N`.
     pub table_route: Option<u32>,
+    /// An IPv6 default route (`proto ra`, metric 1024 + N), via the NIC's subnet router or
+    /// `fe80::1`.
     pub v6_default: bool,
     /// Static (`nud permanent`) ARP and NDP entries on the NIC.
     pub static_neigh: bool,
 }
 
-#[derive(Debug, Clone)]
+/// A host world: NICs `eth0`…, persistent taps `tap0`… (owned by uid 1000), the shm
+/// tmpfs at [`SHM`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorldSpec {
+    /// The NICs, `eth0` first.
     pub nics: Vec<NicSpec>,
+    /// How many taps (`tap0`…) exist, down and without a reader.
     pub taps: usize,
+    /// The size of the tmpfs at [`SHM`], in MiB.
     pub shm_mb: u64,
+    /// `net.ipv4.conf.all.promote_secondaries`.
     pub promote_secondaries: bool,
+}
+
+impl WorldSpec {
+    /// The host of env-qemu's seed recipe: `eth0` up with 192.0.2.10/26 (broadcast
+    /// 192.0.2.63) and 2001:db8:1::10/64, a DHCP default route via 192.0.2.1 at metric
+    /// 100; no tap; a 64 MiB tmpfs.
+    pub fn seed() -> WorldSpec {
+        WorldSpec {
+            nics: vec![NicSpec {
+                up: true,
+                mtu: 1500,
+                v4: vec![(0, false)],
+                v6: Some(None),
+                default_metric: Some(100),
+                static_route: false,
+                device_route: false,
+                src_route: false,
+                table_route: None,
+                v6_default: false,
+                static_neigh: false,
+            }],
+            taps: 0,
+            shm_mb: 64,
+            promote_secondaries: false,
+        }
+    }
+
+    /// The world [`world_spec`] generates from `seed`: the same seed, the same world.
+    pub fn generate(seed: u64) -> WorldSpec {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+        let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+        world_spec()
+            .new_tree(&mut runner)
+            .expect("the world strategy rejects nothing")
+            .current()
+    }
 }
 
 fn nic_spec(i: usize) -> impl Strategy<Value = NicSpec> {
@@ -76,6 +138,8 @@ fn nic_spec(i: usize) -> impl Strategy<Value = NicSpec> {
         )
 }
 
+/// Generated worlds: 1–4 NICs, each NIC's features drawn independently (most NICs up),
+/// 0–3 taps, a 64 MiB, 256 MiB or 2 GiB tmpfs.
 pub fn world_spec() -> impl Strategy<Value = WorldSpec> {
     (1usize..=4)
         .prop_flat_map(|count| {
@@ -112,6 +176,8 @@ fn try_apply(sim: &SimKernel, op: &Op) {
     let _ = sim.apply_now(op);
 }
 
+/// A fresh simulated kernel set up as `spec` says, with duplicate address detection over.
+/// A configuration the kernel refuses (a gateway on a down NIC) is left out of the world.
 pub fn build(spec: &WorldSpec) -> SimKernel {
     let sim = SimKernel::new();
     sim.set_promote_secondaries(spec.promote_secondaries);
@@ -237,7 +303,7 @@ pub fn build(spec: &WorldSpec) -> SimKernel {
     sim
 }
 
-pub fn set(name: &IfName, change: LinkChange) -> Op {
+fn set(name: &IfName, change: LinkChange) -> Op {
     Op::LinkSet {
         name: name.clone(),
         change,

@@ -11,8 +11,9 @@
 
 use std::net::IpAddr;
 
-use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::model::{Family, IfName, MacAddr, NetState, Route};
+
+use crate::SimKernel;
 
 /// The route the kernel picks for `r`'s destination in `r`'s table: the lowest metric,
 /// first in table order among equals.
@@ -39,7 +40,9 @@ fn next_hop(r: &Route) -> Option<IpAddr> {
     r.gateway
 }
 
-/// Where traffic that `initial` sent through `nic` would be lost in `now`.
+/// Where traffic that `initial` sent through `nic` would be lost in `now`: one line per
+/// original route of `nic` (of an up `nic`, link-local destinations left out) whose
+/// traffic would stall. Empty when it all flows. `sim` supplies the neighbour caches.
 pub fn stalls(initial: &NetState, nic: &IfName, now: &NetState, sim: &SimKernel) -> Vec<String> {
     let neighbours = sim.neighbours_now();
     let mut out = Vec::new();
