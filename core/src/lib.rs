@@ -9,6 +9,8 @@
 //! number of rounds has run. The way back (a `start` that cannot finish, `stop`) is the
 //! same loop toward the state the command found, computed from the live state.
 
+#![warn(missing_docs)]
+
 pub mod commands;
 pub mod converge;
 pub mod exec;

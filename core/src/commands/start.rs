@@ -18,10 +18,13 @@ use crate::store::StateStore;
 pub struct Arming<'a> {
     /// Random, unique to this change.
     pub token: String,
+    /// `/proc/sys/kernel/random/boot_id`: a change is only reverted in the boot it was made in.
     pub boot_id: String,
     /// How long after the end of the plan the change is reverted unless confirmed.
     pub window: Duration,
+    /// The clock the window is measured by (CLOCK_BOOTTIME).
     pub clock: &'a dyn Clock,
+    /// Starts the revert agent.
     pub guard: &'a mut dyn Guard,
 }
 
@@ -94,6 +97,11 @@ pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), Com
     }
 }
 
+/// `start`: bridges `req.uplink` onto a new bridge `req.bridge`. Observes the uplink, plans
+/// ([`crate::plan::plan_start`]), saves the snapshot, then converges on
+/// [`crate::converge::Goal::Bridged`]; if that cannot be reached, converges back on the snapshot
+/// and returns [`CommandError::Unreached`]. A refused request ([`CommandError::Plan`]) changes
+/// nothing.
 pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, CommandError> {
     run(env, req, None).await.map(|(report, _)| report)
 }

@@ -32,6 +32,10 @@ fn goal(state: &State, vms: VmTaps) -> Goal {
     }
 }
 
+/// `stop`: brings the host back to the saved pre-start snapshot and removes the state. VM taps
+/// still attached are refused ([`crate::plan::VmTaps::Refuse`], nothing changed) or detached first
+/// ([`crate::plan::VmTaps::Detach`]). Works after a crashed `start` too; a second `stop` finds
+/// [`CommandError::NotStarted`].
 pub async fn stop(env: &mut Env<'_>, vms: VmTaps) -> Result<Report, CommandError> {
     let (plan, mut state) = plan(env, vms).await?;
     state.phase = Phase::Stopping;

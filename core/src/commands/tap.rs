@@ -7,6 +7,9 @@ use crate::model::{DumpFilter, IfName};
 use crate::observe::observe_filtered;
 use crate::plan::{plan_add, plan_del, TapRecord};
 
+/// `add TAP`: attaches an existing tap to the bridge, up, at the bridge's MTU, recording what it
+/// changed (for `del` and `stop`) before the first change. If the goal cannot be reached, the tap
+/// is put back as it was.
 pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError> {
     let mut state = load_started(env)?;
     require_running(&state)?;
@@ -71,6 +74,8 @@ pub async fn add(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError
     .into())
 }
 
+/// `del TAP`: detaches a tap `add` attached and puts back what `add` changed on it. Never goes
+/// back: what cannot be done is reported.
 pub async fn del(env: &mut Env<'_>, tap: &IfName) -> Result<Report, CommandError> {
     let mut state = load_started(env)?;
     require_running(&state)?;

@@ -33,15 +33,19 @@ pub use uplink::default_uplink;
 /// from the state the kernel is in then (see [`crate::converge`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Plan {
+    /// The operations, in the order they run.
     pub steps: Vec<Op>,
+    /// What the plan chose not to do and why (`… is gone: not moved`), for the operator.
     pub notes: Vec<String>,
 }
 
 impl Plan {
+    /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
 
+    /// The operations, in order.
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
         self.steps.iter()
     }
@@ -77,7 +81,9 @@ pub enum VmTaps {
 /// What `start` is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartRequest {
+    /// The NIC to bridge.
     pub uplink: IfName,
+    /// The bridge to create (`lepont` by default).
     pub bridge: IfName,
     /// Grow this tmpfs to at least this size; `None` leaves shared memory alone.
     pub shm: Option<ShmRequest>,
@@ -88,17 +94,23 @@ pub struct StartRequest {
     pub force: bool,
 }
 
+/// A tmpfs to grow for QEMU's shared memory (`--shm-size`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShmRequest {
+    /// Its mount point (`/dev/shm`).
     pub path: PathBuf,
+    /// The size it must have at least, in bytes.
     pub size_bytes: u64,
 }
 
 /// What `add` changed on a tap, so `del` (or `stop --force`) can put it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapRecord {
+    /// The tap.
     pub name: IfName,
+    /// Its MTU before `add` (the bridge's replaced it).
     pub mtu: u32,
+    /// Whether it was up before `add`.
     pub up: bool,
 }
 
@@ -119,9 +131,11 @@ pub const PORT_ZEROES: [Knob; 2] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf];
 /// exists, so that `stop` deletes it even if the command making it dies half-way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MadeTap {
+    /// The tap's name.
     pub name: IfName,
     /// The user (and group) allowed to open it; root always may.
     pub owner: Option<u32>,
+    /// The group allowed to open it.
     pub group: Option<u32>,
     /// The `env-qemu run` process it was made for, which deletes it when it leaves (or
     /// the next `run` to leave, once that process is gone); `None` for `tap create`'s.

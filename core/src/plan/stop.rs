@@ -32,6 +32,9 @@ use crate::model::{
 };
 use crate::op::{LinkChange, Op};
 
+/// The operations that take `live` back to `pre`, the snapshot taken before `start` (see the module
+/// docs for the order). `taps`: what `add` changed on the VM taps, put back. `vm_taps`: whether VM
+/// taps still attached are detached or refused ([`PlanError::TapsAttached`]).
 pub fn plan_stop(
     pre: &Snapshot,
     req: &StartRequest,
