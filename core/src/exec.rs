@@ -25,6 +25,7 @@ pub trait Journal: Send {
 /// What the executor and the convergence loop report as they go (progress output,
 /// step-by-step invariant checks in tests).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A round begins: round 1 runs the first plan, later rounds a plan made again from a
     /// fresh observation, toward `goal`.
@@ -84,6 +85,7 @@ pub enum Event<'a> {
 
 /// Why a step did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StepFailure {
     /// The kernel (or the host) refused the step.
     #[error(transparent)]

@@ -33,6 +33,7 @@ pub trait Kernel: Send + Sync {
 /// What kind of failure, independent of which errno carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// EEXIST: the object is there already (a route with the same key, an address, a link name).
     AlreadyExists,

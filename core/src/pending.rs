@@ -138,6 +138,7 @@ pub struct Pending {
 /// Why a pending change is (to be) reverted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RevertCause {
     /// The deadline passed without a confirm.
     Deadline,
@@ -168,6 +169,7 @@ impl fmt::Display for RevertCause {
 
 /// What a pending change calls for now, judged under the state lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Saved during another boot: its changes died with it. Nothing is pending.
     OtherBoot,
@@ -385,6 +387,7 @@ pub struct PendingEvent {
 /// What happened to a pending change: one line of the log of pending changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
 pub enum Happened {
     /// The plan ended: the window runs until `deadline`.
     Armed {

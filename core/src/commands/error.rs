@@ -14,6 +14,7 @@ use crate::verify::Difference;
 /// Why a command did nothing, or did not finish. Each variant's message names the object and what
 /// to run next; the CLI maps the variants to exit codes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommandError {
     /// A command other than `start` found no saved state for this bridge and namespace.
     #[error("not started here (no saved state for this bridge and namespace); run `env-qemu start` first")]

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a string is not a usable interface name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     #[error("interface name is empty")]

@@ -7,6 +7,7 @@ use crate::model::{IfName, LinkKind};
 /// Each message names the object and the way out; the CLI maps [`PlanError::is_not_found`] to its
 /// "not found" exit code and the rest to "conflict".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlanError {
     /// The named interface does not exist (here: the uplink of `start`).
     #[error("interface {0} not found; list interfaces with `ip link`")]

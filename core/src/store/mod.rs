@@ -40,6 +40,7 @@ pub trait StateStore: Send + Sync {
 
 /// Why the state could not be read or written. Each message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Reading or writing the file failed.
     #[error(
