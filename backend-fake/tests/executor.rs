@@ -44,7 +44,7 @@ fn request() -> StartRequest {
             path: PathBuf::from(common::world::SHM),
             size_bytes: 512 << 20,
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

@@ -106,7 +106,7 @@ pub fn request() -> StartRequest {
         uplink: n("eth0"),
         bridge: n("lepont"),
         shm: None,
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

@@ -116,7 +116,7 @@ pub fn request(uplink: Target, shm_mb: Option<u64>) -> StartRequest {
             path: PathBuf::from(SHM),
             size_bytes: mb << 20,
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

@@ -7,7 +7,7 @@ use super::made::delete_tap;
 use super::uplink::choose_uplink;
 use super::{load_started, require_running, start, stop, CommandError, Env, Report};
 use crate::model::{DumpFilter, IfName};
-use crate::plan::{ShmRequest, StartRequest};
+use crate::plan::{ForeignManager, ShmRequest, StartRequest};
 use crate::state::State;
 
 /// What `run` starts if nothing is started yet.
@@ -20,8 +20,8 @@ pub struct RunRequest {
     pub bridge: IfName,
     /// The tmpfs to grow, if any (see [`StartRequest::shm`]).
     pub shm: Option<ShmRequest>,
-    /// See [`StartRequest::force`].
-    pub force: bool,
+    /// See [`StartRequest::foreign_manager`].
+    pub foreign_manager: ForeignManager,
 }
 
 /// How a `run` joined the bridge.
@@ -69,7 +69,7 @@ pub async fn join(env: &mut Env<'_>, req: &RunRequest, pid: u32) -> Result<Joine
             uplink,
             bridge: req.bridge.clone(),
             shm: req.shm.clone(),
-            force: req.force,
+            foreign_manager: req.foreign_manager,
         };
         let report = start(env, &start_req).await?;
         let mut state = load_started(env)?;

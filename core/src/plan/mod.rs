@@ -87,11 +87,41 @@ pub struct StartRequest {
     pub bridge: IfName,
     /// Grow this tmpfs to at least this size; `None` leaves shared memory alone.
     pub shm: Option<ShmRequest>,
-    /// Bridge even a NIC whose manager env-qemu cannot hand over (NetworkManager,
-    /// systemd-networkd, an unknown program): its lease is then not renewed on the
-    /// bridge.
-    #[serde(default)]
-    pub force: bool,
+    /// What to do with a NIC whose manager env-qemu cannot hand over. Saved as the
+    /// boolean `force` of older state files.
+    #[serde(default, rename = "force")]
+    pub foreign_manager: ForeignManager,
+}
+
+/// What `start` does with a NIC whose addresses come from a program env-qemu cannot hand
+/// over to the bridge (systemd-networkd, an unknown DHCP client).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub enum ForeignManager {
+    /// Refuse with [`PlanError::UnmanagedOwner`], naming the program and when the host
+    /// would lose its lease (`start`).
+    #[default]
+    Refuse,
+    /// Bridge anyway (`start --force`): the program's lease is then not renewed on the
+    /// bridge, and the host loses the address when it expires.
+    Override,
+}
+
+impl From<bool> for ForeignManager {
+    /// `force` in a state file: `true` is [`ForeignManager::Override`].
+    fn from(force: bool) -> ForeignManager {
+        if force {
+            ForeignManager::Override
+        } else {
+            ForeignManager::Refuse
+        }
+    }
+}
+
+impl From<ForeignManager> for bool {
+    fn from(m: ForeignManager) -> bool {
+        m == ForeignManager::Override
+    }
 }
 
 /// A tmpfs to grow for QEMU's shared memory (`--shm-size`).
@@ -317,5 +347,33 @@ fn all_dad(pre: &Snapshot, live: &Snapshot, adding: bool) -> (Vec<Op>, Vec<Op>) 
         }
         Some(v) if !adding && now.is_some_and(|n| n != v) => (vec![], vec![set(v)]),
         _ => (vec![], vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json_force: &str) -> String {
+        format!(r#"{{"uplink":"eth0","bridge":"lepont","shm":null{json_force}}}"#)
+    }
+
+    #[test]
+    fn foreign_manager_is_the_force_boolean_of_state_files() {
+        let load = |j: &str| serde_json::from_str::<StartRequest>(&request(j)).unwrap();
+        assert_eq!(load("").foreign_manager, ForeignManager::Refuse);
+        assert_eq!(
+            load(r#","force":false"#).foreign_manager,
+            ForeignManager::Refuse
+        );
+        assert_eq!(
+            load(r#","force":true"#).foreign_manager,
+            ForeignManager::Override
+        );
+
+        let mut req = load("");
+        req.foreign_manager = ForeignManager::Override;
+        let saved = serde_json::to_string(&req).unwrap();
+        assert_eq!(saved, request(r#","force":true"#));
     }
 }

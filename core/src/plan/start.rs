@@ -57,7 +57,7 @@ pub(crate) fn check_uplink<'a>(s: &'a Snapshot, req: &StartRequest) -> Result<&'
 pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
     check_uplink(s, req)?;
     check_unique_keys(s, &req.uplink)?;
-    if !req.force {
+    if req.foreign_manager == super::ForeignManager::Refuse {
         check_managers(s, &req.uplink)?;
     }
     plan_bridged(s, req, s)
