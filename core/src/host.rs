@@ -206,7 +206,7 @@ pub enum HostOp {
     },
     /// Starts `argv`, detached from env-qemu (its own session, stdio on /dev/null).
     Spawn {
-        /// The command line (its first word a path or a name looked up in PATH).
+        /// The command line to start: a detected client's own, naming the device it now manages.
         argv: Vec<String>,
     },
     /// NetworkManager's `CheckpointCreate` of every device, with the rollback timeout

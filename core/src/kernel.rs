@@ -35,11 +35,14 @@ pub trait Kernel: Send + Sync {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// EEXIST: the object is there already (a route with the same key, an address, a link name).
+    /// EEXIST, ENOTEMPTY: the object is there already (a route with the same key, an address,
+    /// a link name).
     AlreadyExists,
-    /// ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL: the object (or the device it names) does not exist.
+    /// ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL, ENXIO: the object (or the device it names) does
+    /// not exist.
     NotFound,
-    /// ENETUNREACH, EHOSTUNREACH: a route's gateway is not reachable through its device.
+    /// ENETUNREACH, EHOSTUNREACH, ENETDOWN: a route's gateway is not reachable through its
+    /// device, or the device is down.
     Unreachable,
     /// EPERM, EACCES: not allowed (no CAP_NET_ADMIN in the namespace's user namespace).
     PermissionDenied,
@@ -51,7 +54,8 @@ pub enum ErrorKind {
     /// EINVAL, ERANGE, E2BIG, ELOOP: the kernel rejected the request's values (an MTU out of range,
     /// a bad attribute).
     Invalid,
-    /// The kernel could not be reached at all (netlink socket gone, namespace deleted).
+    /// ECONNREFUSED, ECONNRESET, EPIPE, EBADF: the kernel (or a host program's control socket)
+    /// could not be reached at all (netlink socket gone, namespace deleted).
     Unavailable,
     /// Any other errno, or a failure without one.
     Other,

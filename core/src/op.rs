@@ -67,8 +67,8 @@ pub enum LinkChange {
     /// `ip link set dev NAME up`: IFF_UP. Carrier still depends on the device (a cable, a bridge
     /// with a forwarding port).
     Up,
-    /// `ip link set dev NAME down`: the kernel flushes its IPv4 routes and IPv6 addresses and
-    /// routes with it.
+    /// `ip link set dev NAME down`: the kernel deletes the routes through it and, unless
+    /// `keep_addr_on_down` is set, its IPv6 addresses; IPv4 addresses stay.
     Down,
     /// `ip link set dev NAME master BRIDGE`: make it a port of the bridge (IFLA_MASTER).
     Master(IfName),

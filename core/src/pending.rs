@@ -76,7 +76,7 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 pub enum AgentPath {
     /// A transient systemd service (`systemd-run --unit=UNIT --collect`).
     Systemd {
-        /// The unit's name (`env-qemu-revert-….service`).
+        /// The unit's name (`env-qemu-revert-` and the start of the change's token).
         unit: String,
     },
     /// A double-forked process in a session of its own (no systemd as PID 1).

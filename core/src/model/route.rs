@@ -448,7 +448,7 @@ pub struct Route {
     pub table: u32,
     /// Destination prefix (`default` is the /0 of the family).
     pub dst: Prefix,
-    /// Route type (RTN_*): unicast for everything env-qemu moves.
+    /// Route type (RTN_*): unicast for ordinary routes, blackhole, unreachable…
     #[serde(rename = "type")]
     pub kind: RouteType,
     /// Next hop (`via`); `None` for a route directly on the link.
