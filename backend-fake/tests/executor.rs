@@ -45,7 +45,7 @@ fn request() -> StartRequest {
             path: PathBuf::from(common::SHM),
             size_bytes: 512 << 20,
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

@@ -158,7 +158,7 @@ fn a_dead_runs_tap_goes_with_the_next_run_leaving() {
             uplink: None,
             bridge: script_bridge(),
             shm: None,
-            force: false,
+            foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
         };
         for pid in [41, 42] {
             commands::join(&mut env, &req, pid).await.unwrap();

@@ -102,6 +102,8 @@ impl From<CommandError> for Failure {
             CommandError::AlreadyReverted { .. } => Code::AlreadyReverted,
             CommandError::ProofFailed { .. } => Code::ProofFailed,
             CommandError::Unarmed { .. } => Code::Kernel,
+            // A failure a later core adds: the generic failure code until it gets its own.
+            _ => Code::Kernel,
         };
         Failure::new(code, e.to_string())
     }

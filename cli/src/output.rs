@@ -50,6 +50,12 @@ impl Out {
                         ));
                     }
                 }
+                // An event a later core adds: shown as it is with --verbose.
+                other => {
+                    if self.verbose {
+                        line(format_args!("  {other:?}"));
+                    }
+                }
             }
         }
     }

@@ -429,7 +429,7 @@ mod tests {
             uplink: name("eth0"),
             bridge: name("lepont"),
             shm: None,
-            force: false,
+            foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
         };
         State::new("net:[4026532840]".into(), req, pre)
     }

@@ -25,13 +25,21 @@ pub const MAX_ROUNDS: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Goal {
     /// `start`: the NIC a bridge port, its configuration on the bridge.
-    Bridged { pre: Snapshot, req: StartRequest },
+    Bridged {
+        /// The snapshot taken before `start`.
+        pre: Snapshot,
+        /// What `start` was asked.
+        req: StartRequest,
+    },
     /// `stop`, or a `start` going back: the NIC as the pre-start snapshot has it, the
     /// bridge gone, the taps env-qemu attached detached and as they were, the taps it made
     /// deleted.
     Restored {
+        /// The snapshot taken before `start`.
         pre: Snapshot,
+        /// What `start` was asked.
         req: StartRequest,
+        /// Taps `add` attached, with what to put back on them.
         taps: Vec<TapRecord>,
         /// Taps env-qemu made ([`MadeTap`]): gone at the end.
         made: Vec<IfName>,
@@ -40,24 +48,35 @@ pub enum Goal {
     },
     /// `add TAP`: on the bridge, up, at the bridge's MTU (`mtu`).
     Attached {
+        /// The bridge's request.
         req: StartRequest,
+        /// The tap, as it was before `add`.
         record: TapRecord,
+        /// The bridge's MTU, which the tap takes.
         mtu: u32,
     },
     /// `del TAP`, or an `add` going back: off the bridge, as the record has it.
     Detached {
+        /// The bridge's request.
         req: StartRequest,
+        /// The tap, as it was before `add`.
         record: TapRecord,
     },
     /// `tap create`, and `run`'s tap: the tap exists, owned as asked, attached like
     /// [`Goal::Attached`].
     Made {
+        /// The bridge's request.
         req: StartRequest,
+        /// The tap to make, as recorded before its creation.
         tap: MadeTap,
+        /// The bridge's MTU, which the tap takes.
         mtu: u32,
     },
     /// `tap delete`, a `run` leaving, or a tap creation going back: the tap is gone.
-    Deleted { name: IfName },
+    Deleted {
+        /// The tap's name.
+        name: IfName,
+    },
 }
 
 impl Goal {
@@ -250,7 +269,9 @@ impl Progress {
 
 /// Where a convergence writes and reports.
 pub struct Sink<'a> {
+    /// Where each step is recorded before it runs.
     pub journal: &'a mut dyn Journal,
+    /// Receives each round, step and verification as it happens.
     pub observer: &'a mut (dyn FnMut(Event<'_>) + Send),
 }
 

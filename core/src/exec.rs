@@ -17,51 +17,81 @@ use crate::verify::holds;
 
 /// Receives each step before it runs. A failure here ends the round before that step.
 pub trait Journal: Send {
+    /// Records `entry` durably enough for `status` to report it. An error stops the step from
+    /// running ([`StepFailure::Journal`]).
     fn record(&mut self, entry: &JournalEntry) -> Result<(), StoreError>;
 }
 
 /// What the executor and the convergence loop report as they go (progress output,
 /// step-by-step invariant checks in tests).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A round begins: round 1 runs the first plan, later rounds a plan made again from a
     /// fresh observation, toward `goal`.
     Round {
+        /// 1 for the first plan, 2 or more for a re-plan.
         round: u32,
+        /// The goal's name (`bridged`, `restored`…).
         goal: &'a str,
+        /// How many steps this round's plan has.
         steps: usize,
     },
+    /// The step changed the kernel (or the host).
     Applied {
+        /// The round the step belongs to.
         round: u32,
+        /// 1-based position of the step in the round's plan.
         step: usize,
+        /// Number of steps in the round's plan.
         of: usize,
+        /// The operation applied.
         op: &'a Op,
     },
     /// The kernel refused the step, but a dump shows its purpose holds already.
     AlreadyDone {
+        /// The round the step belongs to.
         round: u32,
+        /// 1-based position of the step in the round's plan.
         step: usize,
+        /// Number of steps in the round's plan.
         of: usize,
+        /// The operation refused.
         op: &'a Op,
+        /// The kernel's refusal (EEXIST, ENOENT…), harmless here.
         error: &'a KernelError,
     },
     /// The kernel refused the step and its purpose does not hold: the round ends here.
     Failed {
+        /// The round the step belongs to.
         round: u32,
+        /// 1-based position of the step in the round's plan.
         step: usize,
+        /// Number of steps in the round's plan.
         of: usize,
+        /// The operation that failed.
         op: &'a Op,
+        /// Why: the kernel's refusal, or a journal that could not be written.
         error: &'a StepFailure,
     },
     /// A dump of the objects the command touches was compared with `goal`.
-    Verified { goal: &'a str, differences: usize },
+    Verified {
+        /// The goal's name.
+        goal: &'a str,
+        /// How many objects still differ from it (0: reached).
+        differences: usize,
+    },
 }
 
 /// Why a step did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StepFailure {
+    /// The kernel (or the host) refused the step.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// The step's journal entry could not be written (a full disk, a removed state directory), so
+    /// the step was not run. The store's error, as text.
     #[error("could not journal it: {0}")]
     Journal(String),
 }
@@ -75,15 +105,22 @@ impl From<StoreError> for StepFailure {
 /// A step that failed, and where.
 #[derive(Debug, Clone)]
 pub struct StepError {
+    /// The command (`start`, `add tap0`, `stop`…).
     pub command: String,
+    /// The round (1: the first plan).
     pub round: u32,
+    /// 1-based position of the step in the round's plan.
     pub step: usize,
+    /// Number of steps in the round's plan.
     pub of: usize,
+    /// The operation that failed.
     pub op: Op,
+    /// Why it failed.
     pub cause: StepFailure,
 }
 
 impl StepError {
+    /// The kernel's error, when the kernel (not the journal) refused the step.
     pub fn kernel_error(&self) -> Option<&KernelError> {
         match &self.cause {
             StepFailure::Kernel(k) => Some(k),
@@ -105,7 +142,9 @@ impl fmt::Display for StepError {
 /// What plans act on: the kernel, and the programs of the host that manage the uplink.
 #[derive(Clone, Copy)]
 pub struct Machine<'a> {
+    /// The kernel all [`Op`]s but [`Op::Host`] go to.
     pub kernel: &'a dyn Kernel,
+    /// The programs [`Op::Host`] goes to.
     pub host: &'a dyn Host,
 }
 
@@ -122,7 +161,9 @@ impl Machine<'_> {
 /// Where a round runs: which command, which round.
 #[derive(Debug, Clone, Copy)]
 pub struct Round<'a> {
+    /// The command (`start`, `stop`…), as the journal records it.
     pub command: &'a str,
+    /// 1 for the first plan, more for a re-plan.
     pub round: u32,
 }
 

@@ -20,6 +20,7 @@ use crate::model::IfName;
 /// A lease a DHCP client holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
+    /// The leased address.
     pub address: IpAddr,
     /// The lease time the server granted, in seconds.
     pub seconds: u32,
@@ -41,17 +42,23 @@ pub enum DhcpcdMode {
 pub enum Client {
     /// dhcpcd, reached through its control socket.
     Dhcpcd {
+        /// Manager or per-interface daemon.
         mode: DhcpcdMode,
         /// `/run/dhcpcd/sock` (manager) or `/run/dhcpcd/IFACE.sock`.
         socket: PathBuf,
+        /// Its process ID.
         pid: u32,
+        /// Its lease on the device, if it holds one.
         lease: Option<Lease>,
     },
     /// ISC dhclient: no control interface; stopped by its PID and started again with its
     /// own command line.
     Dhclient {
+        /// Its process ID.
         pid: u32,
+        /// Its command line (`/proc/PID/cmdline`), replayed to start it on the bridge.
         argv: Vec<String>,
+        /// Its lease on the device, if it holds one.
         lease: Option<Lease>,
     },
     /// NetworkManager knows the device (over D-Bus): whether it manages it, and with
@@ -60,7 +67,12 @@ pub enum Client {
     /// systemd-networkd owns the device.
     Networkd,
     /// Something env-qemu cannot hand over: named, so start can refuse and say what.
-    Unknown { name: String, pid: Option<u32> },
+    Unknown {
+        /// Its name (`/proc/PID/comm`), or what revealed it.
+        name: String,
+        /// Its process ID, when known.
+        pid: Option<u32>,
+    },
 }
 
 impl Client {
@@ -133,7 +145,9 @@ impl Client {
 /// A program managing one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Managed {
+    /// The device.
     pub dev: IfName,
+    /// The program that manages it.
     pub client: Client,
 }
 
@@ -142,10 +156,13 @@ pub struct Managed {
 /// snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Managers {
+    /// One entry per (device, program); a device may have several (dhcpcd for IPv4, the kernel's
+    /// SLAAC for IPv6 is not listed).
     pub managed: Vec<Managed>,
 }
 
 impl Managers {
+    /// Whether no program manages any of the devices.
     pub fn is_empty(&self) -> bool {
         self.managed.is_empty()
     }
@@ -174,29 +191,62 @@ impl Managers {
 pub enum HostOp {
     /// A command written to dhcpcd's control socket, as the words of a `dhcpcd` command
     /// line (`-p -x eth0`): what `dhcpcd ARGS` would send to a running daemon.
-    Dhcpcd { socket: PathBuf, args: Vec<String> },
+    Dhcpcd {
+        /// dhcpcd's control socket.
+        socket: PathBuf,
+        /// The words of the command (`-p -x eth0`, `-n lepont`).
+        args: Vec<String>,
+    },
     /// SIGTERM to `pid`, if it still runs `argv` (a PID is checked before it is signalled).
-    Terminate { pid: u32, argv: Vec<String> },
+    Terminate {
+        /// The process.
+        pid: u32,
+        /// Its command line as detected: signalled only if `/proc/PID/cmdline` still matches.
+        argv: Vec<String>,
+    },
     /// Starts `argv`, detached from env-qemu (its own session, stdio on /dev/null).
-    Spawn { argv: Vec<String> },
+    Spawn {
+        /// The command line to start: a detected client's own, naming the device it now manages.
+        argv: Vec<String>,
+    },
     /// NetworkManager's `CheckpointCreate` of every device, with the rollback timeout
     /// `timeout` and the flags [`crate::nm::CHECKPOINT_FLAGS`]: should env-qemu die
     /// before the checkpoint is destroyed, NM puts the host back by itself.
-    NmCheckpointCreate { timeout: u32 },
+    NmCheckpointCreate {
+        /// The rollback timeout, in seconds.
+        timeout: u32,
+    },
     /// `CheckpointDestroy` of the checkpoints made since `since_ms` (CLOCK_BOOTTIME, ms)
     /// that hold one of `devices`: env-qemu's (none left is what it is for).
-    NmCheckpointDestroy { since_ms: u64, devices: Vec<IfName> },
+    NmCheckpointDestroy {
+        /// CLOCK_BOOTTIME in milliseconds when the command observed the host.
+        since_ms: u64,
+        /// The interfaces env-qemu's checkpoint holds.
+        devices: Vec<IfName>,
+    },
     /// `AddConnection2` of an in-memory profile, autoconnect blocked.
-    NmAdd { profile: crate::nm::NmProfile },
+    NmAdd {
+        /// The profile.
+        profile: crate::nm::NmProfile,
+    },
     /// `ActivateConnection` of the profile `uuid` on `dev`, then a wait for `until`.
     NmActivate {
+        /// The profile's UUID.
         uuid: String,
+        /// The profile's name, for messages.
         id: String,
+        /// The device to activate it on.
         dev: IfName,
+        /// What to wait for before the step counts as done.
         until: crate::nm::NmUntil,
     },
     /// `Delete` of the profile `uuid` (absent already: done).
-    NmDelete { uuid: String, id: String },
+    NmDelete {
+        /// The profile's UUID.
+        uuid: String,
+        /// The profile's name, for messages.
+        id: String,
+    },
 }
 
 impl HostOp {

@@ -33,16 +33,31 @@ pub trait Kernel: Send + Sync {
 /// What kind of failure, independent of which errno carried it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
+    /// EEXIST, ENOTEMPTY: the object is there already (a route with the same key, an address,
+    /// a link name).
     AlreadyExists,
+    /// ENOENT, ENODEV, ESRCH, EADDRNOTAVAIL, ENXIO: the object (or the device it names) does
+    /// not exist.
     NotFound,
+    /// ENETUNREACH, EHOSTUNREACH, ENETDOWN: a route's gateway is not reachable through its
+    /// device, or the device is down.
     Unreachable,
+    /// EPERM, EACCES: not allowed (no CAP_NET_ADMIN in the namespace's user namespace).
     PermissionDenied,
+    /// EBUSY: the object is in use (a device that is a port elsewhere, a mount in use).
     Busy,
+    /// EOPNOTSUPP, EAFNOSUPPORT, EPROTONOSUPPORT: the kernel lacks the feature (IPv6 disabled, a
+    /// module missing).
     Unsupported,
+    /// EINVAL, ERANGE, E2BIG, ELOOP: the kernel rejected the request's values (an MTU out of range,
+    /// a bad attribute).
     Invalid,
-    /// The kernel could not be reached at all (netlink socket gone, namespace deleted).
+    /// ECONNREFUSED, ECONNRESET, EPIPE, EBADF: the kernel (or a host program's control socket)
+    /// could not be reached at all (netlink socket gone, namespace deleted).
     Unavailable,
+    /// Any other errno, or a failure without one.
     Other,
 }
 
@@ -103,6 +118,7 @@ impl ErrorKind {
 /// A kernel refusal, naming the object and the fix. Built once, at the backend boundary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub struct KernelError {
+    /// What kind of failure.
     pub kind: ErrorKind,
     /// `interface eth0`, `route default via 192.0.2.1 dev eth0 table 100`…
     pub object: String,
@@ -117,6 +133,9 @@ pub struct KernelError {
 }
 
 impl KernelError {
+    /// The error for a kernel refusal with `errno` (either sign) on `object`, with the kernel's
+    /// extended ack message if any. The errno → kind mapping is [`ErrorKind::from_errno`]; backends
+    /// call this once, where the errno arrives.
     pub fn from_errno(errno: i32, object: impl Into<String>, detail: Option<String>) -> Self {
         let errno = errno.abs();
         KernelError {
@@ -128,6 +147,8 @@ impl KernelError {
         }
     }
 
+    /// An error without an errno (a dump that cannot be parsed, a host program that does not
+    /// answer).
     pub fn new(kind: ErrorKind, object: impl Into<String>, detail: impl Into<String>) -> Self {
         KernelError {
             kind,

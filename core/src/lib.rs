@@ -8,6 +8,16 @@
 //! the goal ([`verify`]) and plans again from that dump until the goal holds or a bounded
 //! number of rounds has run. The way back (a `start` that cannot finish, `stop`) is the
 //! same loop toward the state the command found, computed from the live state.
+//!
+//! Enums that report something to the caller (the errors, [`ErrorKind`], [`exec::Event`],
+//! [`pending::Happened`], [`pending::Verdict`], [`pending::RevertCause`]) are
+//! `#[non_exhaustive]`: a match on them needs a wildcard arm, and a later version may add
+//! a variant without breaking it. The data enums a backend or a planner must handle case
+//! by case ([`Op`], [`model::Family`], [`LinkChange`], [`host::HostOp`], the model's kinds and
+//! flags) are not: there an exhaustive match is the point, so that a new variant fails to
+//! compile wherever it is not handled yet.
+
+#![warn(missing_docs)]
 
 pub mod commands;
 pub mod converge;

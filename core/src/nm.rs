@@ -38,11 +38,17 @@ pub const FORWARD_DELAY_CS: u32 = 200;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "snake_case")]
 pub enum NmValue {
+    /// A boolean (`b`).
     Bool(bool),
+    /// A string (`s`).
     Str(String),
+    /// A signed 32-bit integer (`i`).
     I32(i32),
+    /// An unsigned 32-bit integer (`u`).
     U32(u32),
+    /// A signed 64-bit integer (`x`).
     I64(i64),
+    /// An unsigned 64-bit integer (`t`).
     U64(u64),
     /// `ay`
     Bytes(Vec<u8>),
@@ -116,14 +122,20 @@ pub type NmSection = BTreeMap<String, NmValue>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NmActiveState {
+    /// NM_ACTIVE_CONNECTION_STATE_ACTIVATING (1): being brought up (DHCP, DAD…).
     Activating,
+    /// NM_ACTIVE_CONNECTION_STATE_ACTIVATED (2): up and configured.
     Activated,
+    /// NM_ACTIVE_CONNECTION_STATE_DEACTIVATING (3): being taken down.
     Deactivating,
+    /// NM_ACTIVE_CONNECTION_STATE_DEACTIVATED (4): down.
     Deactivated,
+    /// NM_ACTIVE_CONNECTION_STATE_UNKNOWN (0), or a value this version does not know.
     Unknown,
 }
 
 impl NmActiveState {
+    /// The state of NM's `State` property value `v`.
     pub fn from_raw(v: u32) -> NmActiveState {
         match v {
             1 => NmActiveState::Activating,
@@ -138,9 +150,11 @@ impl NmActiveState {
 /// The profile active on a device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NmActive {
+    /// The profile's UUID (`connection.uuid`).
     pub uuid: String,
     /// The profile's name (`connection.id`).
     pub id: String,
+    /// Where its activation is.
     pub state: NmActiveState,
     /// NM only assumed the device's configuration (a profile it generated for what it
     /// found): it runs no DHCP or SLAAC there.
@@ -153,6 +167,7 @@ pub struct NmCarried {
     /// The NIC profile's `ipv4` and `ipv6` settings, as NM returns them (deprecated
     /// duplicates left out).
     pub ipv4: NmSection,
+    /// The NIC profile's `ipv6` settings, as for `ipv4`.
     pub ipv6: NmSection,
     /// The DHCP client identifier (option 61) NM sent on the NIC, `01:02:00:5e:10:00:01`.
     pub dhcp_client_id: Option<String>,
@@ -167,6 +182,7 @@ pub struct NmCheckpoint {
     pub path: String,
     /// When it was made: CLOCK_BOOTTIME, in milliseconds.
     pub created_ms: u64,
+    /// Its rollback timeout in seconds: NM restores the devices it holds when it expires.
     pub timeout: u32,
     /// The interfaces it holds.
     pub devices: Vec<IfName>,
@@ -175,7 +191,9 @@ pub struct NmCheckpoint {
 /// An in-memory profile present in NetworkManager.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NmProfileRef {
+    /// The profile's UUID.
     pub uuid: String,
+    /// The profile's name (`connection.id`).
     pub id: String,
 }
 
@@ -185,6 +203,7 @@ pub struct NmHost {
     /// CLOCK_BOOTTIME when detected, in milliseconds: a checkpoint created later was made
     /// after this detection.
     pub now_ms: u64,
+    /// Every checkpoint NM has (it allows one per device at a time).
     pub checkpoints: Vec<NmCheckpoint>,
     /// The unsaved (in-memory) profiles.
     pub unsaved: Vec<NmProfileRef>,
@@ -203,6 +222,7 @@ impl NmHost {
         })
     }
 
+    /// Whether an in-memory profile with this UUID exists (one env-qemu added and did not delete).
     pub fn has_profile(&self, uuid: &str) -> bool {
         self.unsaved.iter().any(|p| p.uuid == uuid)
     }
@@ -217,6 +237,7 @@ pub struct NmDevice {
     /// carries over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<NmCarried>,
+    /// What NM says of the whole host.
     pub host: NmHost,
 }
 
@@ -247,20 +268,32 @@ impl NmDevice {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NmProfileKind {
     /// The bridge, with the NIC's MAC, STP off.
-    Bridge { mac: MacAddr },
+    Bridge {
+        /// The bridge's MAC: the NIC's, so DHCP leases and neighbours' caches stay valid.
+        mac: MacAddr,
+    },
     /// The NIC as a port of the bridge profile `master` (a UUID).
-    Port { master: String },
+    Port {
+        /// The UUID of the bridge profile.
+        master: String,
+    },
 }
 
 /// An in-memory profile env-qemu adds for the time it is started.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NmProfile {
+    /// Its UUID, derived from the start it belongs to (see [`stable_uuid`]).
     pub uuid: String,
+    /// Its name (`connection.id`), as `nmcli connection show` lists it.
     pub id: String,
+    /// The interface it binds to (`connection.interface-name`).
     pub dev: IfName,
+    /// Bridge or port.
     pub kind: NmProfileKind,
+    /// Its `ipv4` settings (the bridge carries the NIC's; a port has none).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ipv4: NmSection,
+    /// Its `ipv6` settings, as for `ipv4`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ipv6: NmSection,
 }
@@ -307,7 +340,12 @@ pub enum NmUntil {
     /// The profile is activated.
     Activated,
     /// `dev` holds a DHCP lease of `address`, and is configuring IP or done.
-    Lease { dev: IfName, address: IpAddr },
+    Lease {
+        /// The device (the bridge).
+        dev: IfName,
+        /// The address leased (the NIC's).
+        address: IpAddr,
+    },
 }
 
 /// A UUID that depends only on `parts`: the same profile gets the same UUID in every
@@ -360,7 +398,9 @@ pub fn host(s: &Snapshot) -> Option<&NmHost> {
 /// The two profiles of a handover, and the NIC's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
+    /// The bridge profile, carrying the NIC's IP settings.
     pub bridge: NmProfile,
+    /// The port profile that enslaves the NIC.
     pub port: NmProfile,
     /// The NIC's own profile (what stop activates again).
     pub original: NmActive,

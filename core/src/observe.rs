@@ -109,11 +109,13 @@ pub fn scoped(s: &Snapshot, uplink: &IfName) -> Snapshot {
 /// some devices, one tmpfs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
+    /// Which links, addresses and routes are dumped.
     pub filter: DumpFilter,
     /// Devices whose IPv6 knobs are read.
     pub sysctls: Vec<IfName>,
     /// Devices whose neighbour entries are read.
     pub neighbours: Vec<IfName>,
+    /// The tmpfs whose size is read.
     pub tmpfs: Option<PathBuf>,
     /// Devices whose managing programs the host is asked about.
     pub managers: Vec<IfName>,

@@ -25,10 +25,12 @@ use crate::verify::Difference;
 pub struct BootTime(pub u64);
 
 impl BootTime {
+    /// The reading `d` after boot, saturated at `u64::MAX` milliseconds.
     pub fn from_duration(d: Duration) -> BootTime {
         BootTime(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
+    /// The reading as the time since boot.
     pub fn as_duration(self) -> Duration {
         Duration::from_millis(self.0)
     }
@@ -73,7 +75,10 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 #[serde(rename_all = "snake_case")]
 pub enum AgentPath {
     /// A transient systemd service (`systemd-run --unit=UNIT --collect`).
-    Systemd { unit: String },
+    Systemd {
+        /// The unit's name (`env-qemu-revert-` and the start of the change's token).
+        unit: String,
+    },
     /// A double-forked process in a session of its own (no systemd as PID 1).
     Detached,
 }
@@ -91,9 +96,11 @@ impl fmt::Display for AgentPath {
 /// its PID by its start time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentId {
+    /// Its process ID.
     pub pid: u32,
     /// `/proc/PID/stat`'s starttime (clock ticks since boot).
     pub started: u64,
+    /// How it was started.
     pub path: AgentPath,
 }
 
@@ -115,6 +122,7 @@ pub struct Pending {
     pub boot_id: String,
     /// How long after the end of the plan the change is reverted unless confirmed.
     pub window_ms: u64,
+    /// When `start --confirm` armed it, before the first change.
     pub armed_at: BootTime,
     /// Once it answered (before the first change).
     #[serde(default)]
@@ -130,6 +138,7 @@ pub struct Pending {
 /// Why a pending change is (to be) reverted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RevertCause {
     /// The deadline passed without a confirm.
     Deadline,
@@ -160,16 +169,22 @@ impl fmt::Display for RevertCause {
 
 /// What a pending change calls for now, judged under the state lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Saved during another boot: its changes died with it. Nothing is pending.
     OtherBoot,
     /// Waiting for a confirm until `deadline`.
-    Waiting { deadline: BootTime },
+    Waiting {
+        /// When the change is reverted unless confirmed before.
+        deadline: BootTime,
+    },
     /// To be reverted now.
     Due(RevertCause),
 }
 
 impl Pending {
+    /// A change armed at `now` (no agent yet, the window not started: it starts when the plan
+    /// ends).
     pub fn new(token: String, boot_id: String, window: Duration, now: BootTime) -> Pending {
         Pending {
             token,
@@ -182,6 +197,7 @@ impl Pending {
         }
     }
 
+    /// How long after the end of the plan the change is reverted unless confirmed.
     pub fn window(&self) -> Duration {
         Duration::from_millis(self.window_ms)
     }
@@ -228,9 +244,13 @@ impl Pending {
 /// The SSH connection a `confirm` arrives on, as the host sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
+    /// The SSH client's address.
     pub client: IpAddr,
+    /// The SSH client's port.
     pub client_port: u16,
+    /// The address of this host the client connected to.
     pub server: IpAddr,
+    /// The port of this host the client connected to (22 usually).
     pub server_port: u16,
     /// How it was found: `$SSH_CONNECTION`, `the socket of sshd (PID 812)`.
     pub found_by: String,
@@ -264,12 +284,14 @@ pub enum Origin {
     /// No SSH connection through this namespace leads to it: a console, or a session
     /// that does not depend on this namespace's network. Says which.
     Console(String),
+    /// Over this SSH connection, which leads through this namespace.
     Remote(Connection),
 }
 
 /// What `confirm` offers as proof that the bridged host is reachable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proof {
+    /// Where the `confirm` comes from.
     pub origin: Origin,
     /// `--this-session`: a connection opened before the change is accepted.
     pub this_session: bool,
@@ -350,37 +372,54 @@ pub fn judge_proof(
 /// removed): what happened to each change, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingEvent {
+    /// The change's token (see [`Pending::token`]).
     pub token: String,
+    /// The boot the change was made in (see [`Pending::boot_id`]).
     pub boot_id: String,
     /// CLOCK_BOOTTIME when it happened.
     pub at: BootTime,
     /// Seconds since 1970, for people reading the log.
     pub wall: u64,
+    /// What happened.
     pub event: Happened,
 }
 
+/// What happened to a pending change: one line of the log of pending changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
+#[non_exhaustive]
 pub enum Happened {
     /// The plan ended: the window runs until `deadline`.
     Armed {
+        /// When the change is reverted unless confirmed.
         deadline: BootTime,
+        /// The revert agent, once it answered.
         agent: Option<AgentId>,
     },
+    /// `confirm --extend`: the window was extended to `deadline`.
     Extended {
+        /// The new deadline.
         deadline: BootTime,
     },
+    /// `confirm` accepted: the change stays.
     Confirmed {
+        /// Where the confirm came from, as the user reads it.
         origin: String,
+        /// Why the proof was accepted despite a doubt, if it was.
         warnings: Vec<String>,
     },
+    /// `confirm` refused: the change stays pending.
     Refused {
+        /// Why the proof was rejected.
         reasons: Vec<String>,
     },
     /// Reverted (`reached`: verified by a dump), by `by` (the agent, `revert`, `status`…).
     Reverted {
+        /// Why it was reverted (the deadline passed, `revert` was asked…).
         cause: RevertCause,
+        /// Who reverted it.
         by: String,
+        /// Whether a dump verified the host is back to its pre-start state.
         reached: bool,
     },
 }

@@ -10,6 +10,8 @@ use crate::op::Op;
 use crate::pending::Pending;
 use crate::plan::{MadeTap, StartRequest, TapRecord};
 
+/// The version of the state file format this build reads and writes; a file of another version is
+/// refused ([`crate::store::StoreError::Version`]).
 pub const STATE_VERSION: u32 = 1;
 
 /// Where the bridge is in its life.
@@ -18,6 +20,7 @@ pub const STATE_VERSION: u32 = 1;
 pub enum Phase {
     /// `start` saved the snapshot and is (or was, if it crashed) applying its plan.
     Starting,
+    /// `start` finished: the bridge is up; `add`, `del`, `stop` are allowed.
     Running,
     /// `stop` is (or was) applying its plan.
     Stopping,
@@ -34,7 +37,9 @@ pub struct JournalEntry {
     pub round: u32,
     /// 1-based position in the round's plan.
     pub step: usize,
+    /// Number of steps in the round's plan.
     pub of: usize,
+    /// The operation.
     pub op: Op,
 }
 
@@ -42,15 +47,20 @@ fn first_round() -> u32 {
     1
 }
 
+/// What is saved beside a started bridge (one file per bridge and namespace): the pre-start
+/// snapshot and everything a later command needs to find and undo what env-qemu did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
+    /// [`STATE_VERSION`] when written.
     pub version: u32,
     /// Identifies the network namespace the state belongs to, so a state file is never
     /// applied to another namespace: the text of a [`NetnsId`], `net:[4026532840] cookie 4097`
     /// (inode and cookie), or `net:[4026532840]` (the inode alone: files written before
     /// cookies, and kernels without them). Commands compare it as a whole.
     pub netns: String,
+    /// What `start` was asked.
     pub request: StartRequest,
+    /// Where the bridge is in its life.
     pub phase: Phase,
     /// Everything as it was before start: what stop brings back.
     pub pre: Snapshot,
@@ -72,6 +82,7 @@ pub struct State {
 }
 
 impl State {
+    /// A state for a `start` about to begin: phase [`Phase::Starting`], nothing attached or made.
     pub fn new(netns: String, request: StartRequest, pre: Snapshot) -> State {
         State {
             version: STATE_VERSION,
@@ -98,7 +109,9 @@ impl State {
 /// callers add a check of the devices the state names (see the CLI's `context` module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NetnsId {
+    /// The inode number of the namespace's nsfs file (`/proc/self/ns/net`).
     pub inode: u64,
+    /// The namespace's cookie, where the kernel has one.
     pub cookie: Option<u64>,
 }
 

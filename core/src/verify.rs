@@ -23,9 +23,13 @@ use crate::plan::{same_addr, same_route};
 /// What one link must look like.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkExpect {
+    /// The MAC it must have, if it matters.
     pub mac: Option<MacAddr>,
+    /// The MTU it must have.
     pub mtu: u32,
+    /// Whether it must be up.
     pub up: bool,
+    /// The bridge it must be a port of, or none.
     pub master: Option<IfName>,
     /// For a bridge env-qemu made: its settings.
     pub bridge: Option<BridgeInfo>,
@@ -38,23 +42,29 @@ pub enum Presence {
     Present(LinkExpect),
     /// If it exists (a VM's tap may be gone), it must look like this.
     IfPresent(LinkExpect),
+    /// It must not exist.
     Absent,
 }
 
 /// A target state, restricted to the objects a command touches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
+    /// The links that matter, and whether they must exist.
     pub links: Vec<(IfName, Presence)>,
     /// The devices whose addresses must be exactly [`Expected::addresses`].
     pub addressed: Vec<IfName>,
+    /// Exactly the addresses the devices in [`Expected::addressed`] must have.
     pub addresses: Vec<Address>,
     /// The devices whose routes (every table but `local`) must be exactly
     /// [`Expected::routes`].
     pub routed: Vec<IfName>,
+    /// Exactly the routes through the devices in [`Expected::routed`].
     pub routes: Vec<Route>,
+    /// Knobs that must have these values.
     pub sysctls: Vec<SysctlValue>,
     /// Static entries that must be there (others may be there too).
     pub statics: Vec<Neighbour>,
+    /// The tmpfs size that must hold, if any.
     pub tmpfs: Option<Tmpfs>,
     /// Devices env-qemu created, whose own IPv6 link-local (made by the kernel from their
     /// MAC) and `fe80::/64` route are theirs, not a difference.
@@ -78,7 +88,9 @@ pub struct Expected {
 pub struct Difference {
     /// `address 192.0.2.10/24 on eth0`, `interface lepont`, `route default via … dev eth0`.
     pub object: String,
+    /// What it must be, as text.
     pub expected: String,
+    /// What it is, as text (`absent` when missing).
     pub found: String,
     /// What would set it right, as operations (`ip` commands when displayed).
     pub fix: Vec<Op>,

@@ -164,6 +164,8 @@ fn describe(e: Event<'_>) -> String {
         Event::Verified { goal, differences } => {
             format!("(verified {goal}: {differences} differences)")
         }
+        // An event a later core adds: shown as it is rather than dropped.
+        other => format!("({other:?})"),
     }
 }
 

@@ -77,7 +77,7 @@ async fn measure() -> Figures {
         uplink: IfName::new("eth0").unwrap(),
         bridge: IfName::new("lepont").unwrap(),
         shm: None,
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     };
 
     let streams = Streams::spawn(&specs, RATE, STREAM, WINDOW);

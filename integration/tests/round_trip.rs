@@ -51,7 +51,7 @@ async fn round_trip(topo: &Topology, uplink: &str) {
             path: shm.path().to_path_buf(),
             size_bytes: SHM_ASKED,
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     };
     if let Err(e) = s.start(&req).await {
         panic!("start: {e}\napplied:\n{}", s.log());

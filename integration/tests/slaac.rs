@@ -98,7 +98,7 @@ async fn slaac_with_privacy_addresses_survives_start_and_stop() {
         uplink: n("eth0"),
         bridge: n("lepont"),
         shm: None,
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     };
     s.start(&req)
         .await

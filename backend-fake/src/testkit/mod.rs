@@ -95,7 +95,7 @@ pub fn start_request(uplink: &str, shm_mb: Option<u64>) -> StartRequest {
             path: PathBuf::from(SHM),
             size_bytes: mb << 20,
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run_on(
                 },
                 bridge: base.bridge,
                 shm: None,
-                force: false,
+                foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
             };
             commands::join(&mut env, &req, holder_pid(holder))
                 .await

@@ -54,7 +54,7 @@ pub async fn request(ctx: &Ctx, env: &Env<'_>, a: &StartArgs) -> Result<StartReq
         uplink,
         bridge: ctx.bridge.clone(),
         shm: shm(ctx, a)?,
-        force: a.force,
+        foreign_manager: env_qemu_core::plan::ForeignManager::from(a.force),
     })
 }
 

@@ -20,6 +20,7 @@ use crate::store::StateStore;
 /// The clock and the boot a decision is taken in.
 #[derive(Clone, Copy)]
 pub struct Now<'a> {
+    /// The clock decisions are taken by (CLOCK_BOOTTIME).
     pub clock: &'a dyn Clock,
     /// `/proc/sys/kernel/random/boot_id`.
     pub boot_id: &'a str,
@@ -50,8 +51,11 @@ pub type AgentAlive<'a> = &'a dyn Fn(&Pending) -> bool;
 /// A pending change brought back to the saved state.
 #[derive(Debug)]
 pub struct Reverted {
+    /// Why: its deadline passed, `revert` was asked, or the agent found it due.
     pub cause: RevertCause,
+    /// The change as it was saved, now reverted.
     pub pending: Pending,
+    /// How the host was brought back, verified by a dump.
     pub report: Report,
 }
 
@@ -93,6 +97,7 @@ pub async fn settle(
 /// What a `confirm` accepted.
 #[derive(Debug)]
 pub struct Confirmed {
+    /// The change, now confirmed: it stays.
     pub pending: Pending,
     /// What was accepted with a reservation (`--this-session`, a console).
     pub warnings: Vec<String>,
@@ -188,7 +193,10 @@ pub enum Wake {
 #[derive(Debug)]
 pub enum AgentStep {
     /// Sleep until then, and look again (the deadline may have been extended).
-    Sleep { until: BootTime },
+    Sleep {
+        /// When to look again.
+        until: BootTime,
+    },
     /// Its change is reverted; the agent's work is done.
     Reverted(Reverted),
     /// Nothing of its change is pending (confirmed, reverted or stopped by another

@@ -11,23 +11,49 @@ use crate::state::Phase;
 use crate::store::StoreError;
 use crate::verify::Difference;
 
+/// Why a command did nothing, or did not finish. Each variant's message names the object and what
+/// to run next; the CLI maps the variants to exit codes.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CommandError {
+    /// A command other than `start` found no saved state for this bridge and namespace.
     #[error("not started here (no saved state for this bridge and namespace); run `env-qemu start` first")]
     NotStarted,
+    /// `start` found a state saved by an earlier `start` that finished.
     #[error("already started: bridge {bridge} on {uplink}; run `env-qemu stop` first, or `env-qemu status` to see it")]
-    AlreadyStarted { bridge: IfName, uplink: IfName },
+    AlreadyStarted {
+        /// The bridge that is up.
+        bridge: IfName,
+        /// Its uplink.
+        uplink: IfName,
+    },
+    /// `start`, `add`… found a state whose last command did not finish (a crash, a kill): only
+    /// `stop` is allowed.
     #[error("the last command on bridge {bridge} was interrupted while {}; run `env-qemu stop` to bring back the saved state", match .phase { Phase::Starting => "starting", Phase::Stopping => "stopping", Phase::Running => "running" })]
-    Interrupted { bridge: IfName, phase: Phase },
+    Interrupted {
+        /// The bridge of that state.
+        bridge: IfName,
+        /// Where its command was.
+        phase: Phase,
+    },
+    /// The saved state was written for another network namespace (see [`crate::state::NetnsId`]).
     #[error("the saved state belongs to network namespace {saved}, not {here}; use --netns or --state-dir to point at the right one")]
-    WrongNamespace { saved: String, here: String },
+    WrongNamespace {
+        /// The namespace the state names.
+        saved: String,
+        /// The namespace this command runs in.
+        here: String,
+    },
+    /// The request cannot be planned (nothing was changed).
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The state could not be read (a dump failed) before anything was changed.
     #[error("reading the current state: {0}")]
     Observe(#[from] KernelError),
     /// The command could not reach its goal; see [`Unreached`].
     #[error(transparent)]
     Unreached(Box<Unreached>),
+    /// The state file could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// `confirm`, `revert`: nothing is pending (never armed, or confirmed already).
@@ -43,18 +69,25 @@ pub enum CommandError {
     AlreadyReverted {
         /// ` on bridge NAME`, when known.
         bridge: String,
+        /// What reverted it and when, as the log of pending changes has it.
         how: String,
     },
     /// `confirm`: the proof does not hold; the change stays pending.
     #[error("confirm refused: {}; the change on bridge {bridge} stays pending and is reverted in {} s unless confirmed (`env-qemu confirm --extend=SECONDS` gives more time)", reasons.join("; and "), left.as_secs())]
     ProofFailed {
+        /// The bridge of the pending change.
         bridge: IfName,
+        /// Why the proof does not hold (each a sentence).
         reasons: Vec<String>,
+        /// How long until the change is reverted.
         left: std::time::Duration,
     },
     /// `start --confirm`: the revert agent did not answer; no change was made.
     #[error("start --confirm: the revert agent did not start ({why}); nothing was changed. `env-qemu doctor` shows how this host runs it")]
-    Unarmed { why: String },
+    Unarmed {
+        /// Why the agent did not start or answer.
+        why: String,
+    },
 }
 
 impl From<Unreached> for CommandError {

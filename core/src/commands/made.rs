@@ -18,6 +18,7 @@ pub struct TapRequest {
     pub name: Option<IfName>,
     /// Who may open it (root always may).
     pub owner: Option<u32>,
+    /// The group allowed to open it.
     pub group: Option<u32>,
     /// The `run` process it is for (see [`MadeTap::holder`]).
     pub holder: Option<u32>,
@@ -26,7 +27,9 @@ pub struct TapRequest {
 /// A tap made and attached, verified by a dump.
 #[derive(Debug)]
 pub struct Made {
+    /// The tap's name (chosen when the request named none).
     pub name: IfName,
+    /// The command's plan and convergence.
     pub report: Report,
 }
 

@@ -35,12 +35,16 @@ use crate::store::StateStore;
 
 /// What every command works with.
 pub struct Env<'a> {
+    /// The kernel of the namespace the command acts on: a `NetlinkKernel`, or a simulated
+    /// `SimKernel` in tests.
     pub kernel: &'a dyn Kernel,
     /// The programs that manage the uplink ([`crate::host::NoHost`] where none is reachable).
     pub host: &'a dyn crate::host::Host,
+    /// Where the state is saved and the journal appended (a file, or memory in tests).
     pub store: &'a dyn StateStore,
     /// The identity of the namespace `kernel` acts on (see [`State::netns`]).
     pub netns: String,
+    /// Receives each round and step as it happens (progress output, checks in tests).
     pub observer: &'a mut (dyn FnMut(Event<'_>) + Send),
 }
 
@@ -48,7 +52,9 @@ pub struct Env<'a> {
 /// how it converged, verified by a dump.
 #[derive(Debug)]
 pub struct Report {
+    /// The plan as first made: what `--dry-run` would have printed.
     pub plan: Plan,
+    /// How it converged: rounds, steps applied, the verification.
     pub progress: Progress,
 }
 

@@ -7,7 +7,7 @@ use super::made::delete_tap;
 use super::uplink::choose_uplink;
 use super::{load_started, require_running, start, stop, CommandError, Env, Report};
 use crate::model::{DumpFilter, IfName};
-use crate::plan::{ShmRequest, StartRequest};
+use crate::plan::{ForeignManager, ShmRequest, StartRequest};
 use crate::state::State;
 
 /// What `run` starts if nothing is started yet.
@@ -16,24 +16,40 @@ pub struct RunRequest {
     /// The uplink; `None` chooses the interface carrying the default route, and only if
     /// `run` starts the bridge.
     pub uplink: Option<IfName>,
+    /// The bridge's name.
     pub bridge: IfName,
+    /// The tmpfs to grow, if any (see [`StartRequest::shm`]).
     pub shm: Option<ShmRequest>,
-    /// See [`StartRequest::force`].
-    pub force: bool,
+    /// See [`StartRequest::foreign_manager`].
+    pub foreign_manager: ForeignManager,
 }
 
 /// How a `run` joined the bridge.
 #[derive(Debug)]
 pub enum Joined {
     /// It started the bridge, and holds it.
-    Started { req: StartRequest, report: Report },
+    Started {
+        /// The request it started the bridge with.
+        req: StartRequest,
+        /// What `start` did.
+        report: Report,
+    },
     /// Other runs hold the bridge; this one too now (`holders` of them in all).
-    Held { req: StartRequest, holders: usize },
+    Held {
+        /// The request the bridge was started with.
+        req: StartRequest,
+        /// How many runs hold it, this one included.
+        holders: usize,
+    },
     /// The bridge was started by hand: it stays up after this run.
-    ByHand { req: StartRequest },
+    ByHand {
+        /// The request the bridge was started with.
+        req: StartRequest,
+    },
 }
 
 impl Joined {
+    /// The request the bridge runs with, whoever started it.
     pub fn request(&self) -> &StartRequest {
         match self {
             Joined::Started { req, .. } | Joined::Held { req, .. } | Joined::ByHand { req } => req,
@@ -53,7 +69,7 @@ pub async fn join(env: &mut Env<'_>, req: &RunRequest, pid: u32) -> Result<Joine
             uplink,
             bridge: req.bridge.clone(),
             shm: req.shm.clone(),
-            force: req.force,
+            foreign_manager: req.foreign_manager,
         };
         let report = start(env, &start_req).await?;
         let mut state = load_started(env)?;
@@ -86,14 +102,19 @@ pub async fn join(env: &mut Env<'_>, req: &RunRequest, pid: u32) -> Result<Joine
 pub enum Left {
     /// It was the last one out: the bridge is stopped, the network restored.
     Stopped {
+        /// Taps deleted: this run's, and those of runs that died.
         deleted: Vec<IfName>,
+        /// How `stop` converged.
         report: Report,
     },
     /// The bridge stays: other runs hold it (`holders`), VM taps are on it (`taps`), or it
     /// was started by hand (both empty).
     Stays {
+        /// Taps deleted: this run's, and those of runs that died.
         deleted: Vec<IfName>,
+        /// How many runs still hold the bridge.
         holders: usize,
+        /// VM taps still attached.
         taps: Vec<IfName>,
     },
     /// Nothing is started any more (someone ran `stop`).

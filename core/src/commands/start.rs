@@ -18,10 +18,13 @@ use crate::store::StateStore;
 pub struct Arming<'a> {
     /// Random, unique to this change.
     pub token: String,
+    /// `/proc/sys/kernel/random/boot_id`: a change is only reverted in the boot it was made in.
     pub boot_id: String,
     /// How long after the end of the plan the change is reverted unless confirmed.
     pub window: Duration,
+    /// The clock the window is measured by (CLOCK_BOOTTIME).
     pub clock: &'a dyn Clock,
+    /// Starts the revert agent.
     pub guard: &'a mut dyn Guard,
 }
 
@@ -94,6 +97,66 @@ pub fn ensure_not_started(store: &dyn StateStore, netns: &str) -> Result<(), Com
     }
 }
 
+/// `start`: bridges `req.uplink` onto a new bridge `req.bridge`. Observes the uplink, plans
+/// ([`crate::plan::plan_start`]), saves the snapshot, then converges on
+/// [`crate::converge::Goal::Bridged`]; if that cannot be reached, converges back on the snapshot
+/// and returns [`CommandError::Unreached`]. A refused request ([`CommandError::Plan`]) changes
+/// nothing.
+///
+/// # Example
+///
+/// ```
+/// # use env_qemu_backend_fake::SimKernel;
+/// # use env_qemu_core::commands::{self, Env};
+/// # use env_qemu_core::exec::Event;
+/// # use env_qemu_core::host::NoHost;
+/// # use env_qemu_core::model::{Address, IfName, Route};
+/// # use env_qemu_core::op::{LinkChange, Op};
+/// # use env_qemu_core::plan::{ForeignManager, StartRequest, VmTaps};
+/// # use env_qemu_core::store::MemoryStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let name = |s: &str| IfName::new(s).unwrap();
+/// # let (eth0, lepont) = (name("eth0"), name("lepont"));
+/// // A simulated host: eth0 up, 192.0.2.10/24, default route via 192.0.2.1.
+/// let sim = SimKernel::new();
+/// sim.add_nic(&eth0, "52:54:00:12:34:56".parse()?, 1500);
+/// let up = LinkChange::Up;
+/// sim.apply_now(&Op::LinkSet { name: eth0.clone(), change: up })?;
+/// let address = Address::new(eth0.clone(), "192.0.2.10".parse()?, 24);
+/// sim.apply_now(&Op::AddrAdd { address })?;
+/// let gateway = Some("192.0.2.1".parse()?);
+/// let route = Route::new("default".parse()?, gateway, Some(eth0.clone()));
+/// sim.apply_now(&Op::RouteAdd { route })?;
+/// sim.advance_time(); // DAD finishes: the host is settled
+///
+/// // What the CLI builds for a namespace; here the simulated kernel, no DHCP client,
+/// // the state in memory.
+/// let store = MemoryStore::new();
+/// let mut env = Env {
+///     kernel: &sim,
+///     host: &NoHost,
+///     store: &store,
+///     netns: "sim".into(),
+///     observer: &mut |_: Event<'_>| {},
+/// };
+/// let req = StartRequest {
+///     uplink: eth0.clone(),
+///     bridge: lepont.clone(),
+///     shm: None,
+///     foreign_manager: ForeignManager::Refuse,
+/// };
+/// commands::start(&mut env, &req).await?;
+///
+/// // eth0 is a port of lepont, which carries its address and its routes.
+/// let net = sim.net();
+/// assert_eq!(net.link(&eth0).unwrap().master.as_ref(), Some(&lepont));
+/// assert!(net.addresses_of(&lepont).any(|a| a.cidr() == "192.0.2.10/24"));
+/// assert_eq!(net.addresses_of(&eth0).count(), 0);
+/// assert!(net.routes_via(&lepont).any(|r| r.dst.is_default()));
+/// # Ok(())
+/// # }
+/// ```
 pub async fn start(env: &mut Env<'_>, req: &StartRequest) -> Result<Report, CommandError> {
     run(env, req, None).await.map(|(report, _)| report)
 }

@@ -32,6 +32,65 @@ fn goal(state: &State, vms: VmTaps) -> Goal {
     }
 }
 
+/// `stop`: brings the host back to the saved pre-start snapshot and removes the state. VM taps
+/// still attached are refused ([`crate::plan::VmTaps::Refuse`], nothing changed) or detached first
+/// ([`crate::plan::VmTaps::Detach`]). Works after a crashed `start` too; a second `stop` finds
+/// [`CommandError::NotStarted`].
+///
+/// # Example
+///
+/// ```
+/// # use env_qemu_backend_fake::SimKernel;
+/// # use env_qemu_core::commands::{self, Env};
+/// # use env_qemu_core::exec::Event;
+/// # use env_qemu_core::host::NoHost;
+/// # use env_qemu_core::model::{Address, IfName, Route};
+/// # use env_qemu_core::op::{LinkChange, Op};
+/// # use env_qemu_core::plan::{ForeignManager, StartRequest, VmTaps};
+/// # use env_qemu_core::store::MemoryStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let name = |s: &str| IfName::new(s).unwrap();
+/// # let (eth0, lepont) = (name("eth0"), name("lepont"));
+/// // A simulated host (eth0 up, 192.0.2.10/24, default via 192.0.2.1), started:
+/// # let sim = SimKernel::new();
+/// # sim.add_nic(&eth0, "52:54:00:12:34:56".parse()?, 1500);
+/// # let up = LinkChange::Up;
+/// # sim.apply_now(&Op::LinkSet { name: eth0.clone(), change: up })?;
+/// # let address = Address::new(eth0.clone(), "192.0.2.10".parse()?, 24);
+/// # sim.apply_now(&Op::AddrAdd { address })?;
+/// # let gateway = Some("192.0.2.1".parse()?);
+/// # let route = Route::new("default".parse()?, gateway, Some(eth0.clone()));
+/// # sim.apply_now(&Op::RouteAdd { route })?;
+/// # sim.advance_time();
+/// let before = sim.net().normalized();
+/// #
+/// # // What the CLI builds for a namespace; here the simulated kernel, no DHCP client,
+/// # // the state in memory.
+/// # let store = MemoryStore::new();
+/// # let mut env = Env {
+/// #     kernel: &sim,
+/// #     host: &NoHost,
+/// #     store: &store,
+/// #     netns: "sim".into(),
+/// #     observer: &mut |_: Event<'_>| {},
+/// # };
+/// # let req = StartRequest {
+/// #     uplink: eth0.clone(),
+/// #     bridge: lepont.clone(),
+/// #     shm: None,
+/// #     foreign_manager: ForeignManager::Refuse,
+/// # };
+/// # commands::start(&mut env, &req).await?;
+/// commands::stop(&mut env, VmTaps::Refuse).await?;
+///
+/// // The bridge is gone and eth0 has its address and routes back, exactly.
+/// let net = sim.net();
+/// assert!(net.link(&lepont).is_none());
+/// assert_eq!(net.normalized(), before);
+/// # Ok(())
+/// # }
+/// ```
 pub async fn stop(env: &mut Env<'_>, vms: VmTaps) -> Result<Report, CommandError> {
     let (plan, mut state) = plan(env, vms).await?;
     state.phase = Phase::Stopping;

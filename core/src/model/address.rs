@@ -13,14 +13,28 @@ use super::{Family, IfName, Prefix};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AddrFlag {
+    /// `nodad` (IFA_F_NODAD): IPv6 only, no duplicate address detection; usable at once.
     Nodad,
+    /// `noprefixroute` (IFA_F_NOPREFIXROUTE): the kernel adds no prefix route for the address (DHCP
+    /// clients and NetworkManager add their own).
     Noprefixroute,
+    /// `mngtmpaddr` (IFA_F_MANAGETEMPADDR): IPv6 only, the kernel makes temporary (privacy)
+    /// addresses from it.
     Mngtmpaddr,
+    /// `home` (IFA_F_HOMEADDRESS): a Mobile IPv6 home address.
     Home,
+    /// `optimistic` (IFA_F_OPTIMISTIC): IPv6 optimistic DAD (RFC 4429), usable while DAD runs.
     Optimistic,
+    /// `autojoin` (IFA_F_MCAUTOJOIN): the kernel joins the multicast group of a multicast address.
     Autojoin,
+    /// `tentative` (IFA_F_TENTATIVE, kernel state): DAD is still running; the address cannot be
+    /// used yet.
     Tentative,
+    /// `dadfailed` (IFA_F_DADFAILED, kernel state): DAD found a duplicate; the address stays
+    /// unusable.
     Dadfailed,
+    /// `deprecated` (IFA_F_DEPRECATED, kernel state): the preferred lifetime is over; still valid,
+    /// not chosen as source for new connections.
     Deprecated,
     /// IPv6 only: a temporary (privacy, RFC 8981) address the kernel's SLAAC made from a
     /// `mngtmpaddr` address of the same prefix (IFA_F_TEMPORARY, the bit IPv4 calls
@@ -43,6 +57,7 @@ impl AddrFlag {
         )
     }
 
+    /// The word `ip address` prints for the flag.
     pub fn ip_word(self) -> &'static str {
         match self {
             AddrFlag::Nodad => "nodad",
@@ -63,10 +78,15 @@ impl AddrFlag {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AddrScope {
+    /// `scope global` (RT_SCOPE_UNIVERSE): valid everywhere.
     Global,
+    /// `scope site` (RT_SCOPE_SITE): IPv6 site-local, deprecated.
     Site,
+    /// `scope link` (RT_SCOPE_LINK): valid on its link only (IPv6 `fe80::/10`).
     Link,
+    /// `scope host` (RT_SCOPE_HOST): valid inside this host only (loopback).
     Host,
+    /// Any other scope number, kept as is.
     Other(u8),
 }
 
@@ -82,6 +102,7 @@ impl AddrScope {
         }
     }
 
+    /// The word `ip address` prints after `scope`.
     pub fn ip_word(self) -> String {
         match self {
             AddrScope::Global => "global".into(),
@@ -97,16 +118,25 @@ impl AddrScope {
 /// seconds (`None` = forever): re-adding with them reproduces a "dynamic" address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Address {
+    /// The interface the address is on.
     pub dev: IfName,
+    /// The address itself (IFA_LOCAL for IPv4, IFA_ADDRESS for IPv6).
     pub ip: IpAddr,
+    /// Prefix length (`/24`): with the address, the subnet of its prefix route.
     pub prefix_len: u8,
+    /// `scope`, sent as given on add.
     pub scope: AddrScope,
     /// IPv4 only, set by the kernel: another address of the same subnet came first.
     pub secondary: bool,
     /// IPv4 broadcast (`brd`); `None` when the address was added without one.
     pub broadcast: Option<IpAddr>,
+    /// `nodad`, `noprefixroute`… set by whoever added it, and the kernel's state flags.
     pub flags: BTreeSet<AddrFlag>,
+    /// Remaining valid lifetime in seconds (`valid_lft`); `None`: forever. At 0 the kernel deletes
+    /// the address.
     pub valid_lft: Option<u32>,
+    /// Remaining preferred lifetime in seconds (`preferred_lft`); `None`: forever. At 0 the address
+    /// is `deprecated`.
     pub preferred_lft: Option<u32>,
 }
 
@@ -126,10 +156,12 @@ impl Address {
         }
     }
 
+    /// IPv4 or IPv6.
     pub fn family(&self) -> Family {
         Family::of(&self.ip)
     }
 
+    /// The subnet: the address masked to its prefix length (`192.0.2.0/24`).
     pub fn prefix(&self) -> Prefix {
         Prefix::new(self.ip, self.prefix_len).expect("address prefix length validated")
     }
@@ -139,10 +171,12 @@ impl Address {
         format!("{}/{}", self.ip, self.prefix_len)
     }
 
+    /// Whether the address has flag `f`.
     pub fn has(&self, f: AddrFlag) -> bool {
         self.flags.contains(&f)
     }
 
+    /// Whether it is an IPv6 link-local address (`fe80::/10`).
     pub fn is_link_local(&self) -> bool {
         matches!(self.ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
     }
@@ -155,6 +189,7 @@ impl Address {
         }
     }
 
+    /// The flags an `ip address add` sets (restored on a move), without the kernel's state flags.
     pub fn configurable_flags(&self) -> impl Iterator<Item = AddrFlag> + '_ {
         self.flags.iter().copied().filter(|f| f.is_configurable())
     }

@@ -4,6 +4,9 @@
 
 use super::{IfName, NetState};
 
+/// What a filtered dump ([`crate::Kernel::dump_filtered`]) keeps: the named links (and a bridge's
+/// ports), optionally their addresses and routes, and every route of some tables. The default reads
+/// nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DumpFilter {
     /// These links, by name; absent ones are left out.

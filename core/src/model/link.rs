@@ -19,7 +19,9 @@ pub struct BridgeInfo {
 /// Persistent tun/tap attributes (`ip tuntap add … user U group G`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub struct TapInfo {
+    /// The user allowed to open it (`user U`, TUNSETOWNER); `None`: any user with CAP_NET_ADMIN.
     pub owner: Option<u32>,
+    /// The group allowed to open it (`group G`, TUNSETGROUP).
     pub group: Option<u32>,
     /// Survives its opener closing it (TUNSETPERSIST). QEMU's own taps are not persistent.
     pub persist: bool,
@@ -30,16 +32,25 @@ pub struct TapInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkKind {
+    /// `lo` (IFF_LOOPBACK).
     Loopback,
+    /// A device without an rtnetlink kind and without wireless: a physical NIC, usually.
     Ethernet,
+    /// A Wi-Fi device (has `/sys/class/net/NAME/wireless`); most drivers refuse to be bridged.
     Wireless,
+    /// One end of a veth pair (`type veth`).
     Veth,
+    /// An 802.1Q VLAN device (`type vlan`).
     Vlan,
+    /// A macvlan device (`type macvlan`).
     Macvlan,
+    /// A Linux bridge (`type bridge`), with its settings.
     Bridge(BridgeInfo),
+    /// A tap device (layer 2 tun/tap), what QEMU opens, with its persistent attributes.
     Tap(TapInfo),
     /// A tun (layer 3) device: never a bridge port.
     Tun,
+    /// Any other rtnetlink kind (`dummy`, `bond`, `wireguard`…), by its IFLA_INFO_KIND.
     Other(String),
 }
 
@@ -60,10 +71,12 @@ impl LinkKind {
         }
     }
 
+    /// Whether it is a bridge.
     pub fn is_bridge(&self) -> bool {
         matches!(self, LinkKind::Bridge(_))
     }
 
+    /// Whether it is a tap.
     pub fn is_tap(&self) -> bool {
         matches!(self, LinkKind::Tap(_))
     }
@@ -73,10 +86,15 @@ impl LinkKind {
 /// model refers to links by name, so a restored state compares equal without it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Link {
+    /// The ifindex the kernel gave it (`ip link` prints it first); zeroed by normalisation.
     pub index: u32,
+    /// Its name (`dev NAME`).
     pub name: IfName,
+    /// What kind of link it is.
     pub kind: LinkKind,
+    /// Its MAC address (`link/ether`).
     pub mac: MacAddr,
+    /// Its MTU (`mtu`).
     pub mtu: u32,
     /// Administratively up (IFF_UP).
     pub up: bool,

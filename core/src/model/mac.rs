@@ -5,13 +5,17 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// A 48-bit Ethernet MAC address, written `52:54:00:12:34:56` (lowercase hex, `:`-separated) in
+/// text, JSON and `ip` commands.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(try_from = "String", into = "String")]
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
+    /// `00:00:00:00:00:00`: what devices without a link-layer address (tun, loopback) report.
     pub const ZERO: MacAddr = MacAddr([0; 6]);
 
+    /// Whether it is `00:00:00:00:00:00`.
     pub fn is_zero(&self) -> bool {
         self.0 == [0; 6]
     }
@@ -27,12 +31,15 @@ impl MacAddr {
         ])
     }
 
+    /// The modified EUI-64 interface identifier (RFC 4291 appendix A): the MAC with `ff:fe` in the
+    /// middle and the universal/local bit flipped.
     pub fn eui64(&self) -> [u8; 8] {
         let m = self.0;
         [m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]
     }
 }
 
+/// Why a string is not a MAC address; holds the string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a MAC address (expected six hex bytes separated by ':')")]
 pub struct MacParseError(String);

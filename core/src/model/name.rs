@@ -6,13 +6,18 @@ use serde::{Deserialize, Serialize};
 
 /// Why a string is not a usable interface name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
+    /// The name is empty.
     #[error("interface name is empty")]
     Empty,
+    /// The name is longer than 15 bytes: the name and its length.
     #[error("interface name {0:?} is {1} bytes; Linux allows at most 15 (IFNAMSIZ - 1)")]
     TooLong(String, usize),
+    /// The name contains a forbidden character: the name and the character.
     #[error("interface name {0:?} contains {1:?}; names may not contain '/', ':', whitespace or control characters")]
     BadChar(String, char),
+    /// The name is `.` or `..`.
     #[error(
         "interface name {0:?} is reserved ('.' and '..' are directory names under /sys/class/net)"
     )]
@@ -27,8 +32,10 @@ pub enum NameError {
 pub struct IfName(String);
 
 impl IfName {
+    /// The longest name Linux accepts, in bytes (IFNAMSIZ - 1).
     pub const MAX_LEN: usize = 15;
 
+    /// Validates `name` by the kernel's rules ([`NameError`] says which one it breaks).
     pub fn new(name: impl Into<String>) -> Result<Self, NameError> {
         let name = name.into();
         if name.is_empty() {
@@ -50,6 +57,7 @@ impl IfName {
         Ok(Self(name))
     }
 
+    /// The name as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }

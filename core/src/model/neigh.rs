@@ -17,14 +17,24 @@ use super::{Family, IfName, MacAddr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NudState {
+    /// NUD_INCOMPLETE: address resolution under way.
     Incomplete,
+    /// NUD_REACHABLE: confirmed recently.
     Reachable,
+    /// NUD_STALE: known, not confirmed recently; checked on next use.
     Stale,
+    /// NUD_DELAY: used while stale; waiting briefly for a confirmation before probing.
     Delay,
+    /// NUD_PROBE: being probed by unicast.
     Probe,
+    /// NUD_FAILED: resolution failed.
     Failed,
+    /// NUD_NOARP: no resolution needed (multicast, point-to-point).
     Noarp,
+    /// NUD_PERMANENT: a static entry (`ip neigh add … nud permanent`), never expires: the only
+    /// state env-qemu restores.
     Permanent,
+    /// NUD_NONE: no state yet.
     None,
 }
 
@@ -57,10 +67,13 @@ impl NudState {
 /// One entry of a device's neighbour table.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Neighbour {
+    /// The device of the entry.
     pub dev: IfName,
+    /// The neighbour's IP address.
     pub ip: IpAddr,
     /// None while unresolved (`incomplete`, `failed`).
     pub lladdr: Option<MacAddr>,
+    /// The entry's state.
     pub state: NudState,
     /// NTF_ROUTER: the IPv6 neighbour announced itself as a router.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -68,6 +81,7 @@ pub struct Neighbour {
 }
 
 impl Neighbour {
+    /// IPv4 (ARP) or IPv6 (NDP).
     pub fn family(&self) -> Family {
         Family::of(&self.ip)
     }

@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
+    /// IPv4 (AF_INET, `ip -4`).
     Inet,
+    /// IPv6 (AF_INET6, `ip -6`).
     Inet6,
 }
 
 impl Family {
+    /// The family of `ip`.
     pub fn of(ip: &IpAddr) -> Family {
         match ip {
             IpAddr::V4(_) => Family::Inet,
@@ -22,6 +25,7 @@ impl Family {
         }
     }
 
+    /// The longest prefix length of the family: 32 or 128.
     pub fn max_len(self) -> u8 {
         match self {
             Family::Inet => 32,
@@ -38,6 +42,7 @@ pub struct Prefix {
     len: u8,
 }
 
+/// Why a string is not a prefix; holds the string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not an IP prefix (expected ADDRESS/LENGTH or 'default')")]
 pub struct PrefixParseError(String);
@@ -54,6 +59,7 @@ impl Prefix {
         })
     }
 
+    /// `default`: the /0 prefix of `family` (`0.0.0.0/0` or `::/0`).
     pub fn default_for(family: Family) -> Prefix {
         match family {
             Family::Inet => Prefix::new(Ipv4Addr::UNSPECIFIED.into(), 0),
@@ -62,23 +68,28 @@ impl Prefix {
         .expect("length 0 fits every family")
     }
 
+    /// The network address (host bits cleared).
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
 
+    /// The prefix length.
     #[allow(clippy::len_without_is_empty)] // a prefix length, not a collection size
     pub fn len(&self) -> u8 {
         self.len
     }
 
+    /// Whether it is a default (/0) prefix.
     pub fn is_default(&self) -> bool {
         self.len == 0
     }
 
+    /// IPv4 or IPv6.
     pub fn family(&self) -> Family {
         Family::of(&self.addr)
     }
 
+    /// Whether `ip` is inside the prefix (of the same family).
     pub fn contains(&self, ip: &IpAddr) -> bool {
         Family::of(ip) == self.family() && mask(*ip, self.len) == self.addr
     }

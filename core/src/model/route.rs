@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{Family, IfName, Prefix};
 
+/// Routing table `main` (RT_TABLE_MAIN): where `ip route add` puts a route without `table`.
 pub const TABLE_MAIN: u32 = 254;
+/// Routing table `local` (RT_TABLE_LOCAL): the kernel's routes to the host's own addresses and
+/// broadcasts, made and removed with the addresses. Never dumped or restored by env-qemu.
 pub const TABLE_LOCAL: u32 = 255;
+/// Routing table `default` (RT_TABLE_DEFAULT), consulted after `main` by the default rules.
 pub const TABLE_DEFAULT: u32 = 253;
 
 /// `proto` of a route. A restore must copy it: `ip route add` uses `boot`, rtnetlink's
@@ -17,17 +21,27 @@ pub const TABLE_DEFAULT: u32 = 253;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteProtocol {
+    /// `proto unspec` (RTPROT_UNSPEC, 0).
     Unspec,
+    /// `proto redirect` (RTPROT_REDIRECT, 1): installed by an ICMP redirect.
     Redirect,
+    /// `proto kernel` (RTPROT_KERNEL, 2): the kernel's own prefix route of an address, made and
+    /// removed with it.
     Kernel,
+    /// `proto boot` (RTPROT_BOOT, 3): what `ip route add` sets when none is given.
     Boot,
+    /// `proto static` (RTPROT_STATIC, 4): an administrator's route.
     Static,
+    /// `proto ra` (RTPROT_RA, 9): learnt from an IPv6 router advertisement.
     Ra,
+    /// `proto dhcp` (RTPROT_DHCP, 16): installed by a DHCP client.
     Dhcp,
+    /// Any other protocol number (routing daemons, `/etc/iproute2/rt_protos`), kept as is.
     Other(u8),
 }
 
 impl RouteProtocol {
+    /// The protocol of an `rtm_protocol` byte.
     pub fn from_u8(v: u8) -> RouteProtocol {
         match v {
             0 => RouteProtocol::Unspec,
@@ -41,6 +55,7 @@ impl RouteProtocol {
         }
     }
 
+    /// The `rtm_protocol` byte sent to the kernel.
     pub fn to_u8(self) -> u8 {
         match self {
             RouteProtocol::Unspec => 0,
@@ -72,15 +87,23 @@ impl RouteProtocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteScope {
+    /// `scope global` (RT_SCOPE_UNIVERSE, 0): a route through a gateway, or any IPv6 route.
     Universe,
+    /// `scope site` (RT_SCOPE_SITE, 200).
     Site,
+    /// `scope link` (RT_SCOPE_LINK, 253): a destination directly on the link, such as an IPv4
+    /// prefix route.
     Link,
+    /// `scope host` (RT_SCOPE_HOST, 254): a destination on this host (the `local` table).
     Host,
+    /// `scope nowhere` (RT_SCOPE_NOWHERE, 255): no destination.
     Nowhere,
+    /// Any other scope number, kept as is.
     Other(u8),
 }
 
 impl RouteScope {
+    /// The scope of an `rtm_scope` byte.
     pub fn from_u8(v: u8) -> RouteScope {
         match v {
             0 => RouteScope::Universe,
@@ -92,6 +115,7 @@ impl RouteScope {
         }
     }
 
+    /// The `rtm_scope` byte sent to the kernel.
     pub fn to_u8(self) -> u8 {
         match self {
             RouteScope::Universe => 0,
@@ -119,19 +143,30 @@ impl RouteScope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteType {
+    /// RTN_UNICAST: a gateway or a direct route (`ip route` omits the word).
     Unicast,
+    /// RTN_LOCAL: a destination that is this host (`local` table).
     Local,
+    /// RTN_BROADCAST: a broadcast address, sent as link broadcast.
     Broadcast,
+    /// RTN_ANYCAST: an IPv6 anycast address of this host.
     Anycast,
+    /// RTN_MULTICAST: a multicast route.
     Multicast,
+    /// RTN_BLACKHOLE: packets silently dropped.
     Blackhole,
+    /// RTN_UNREACHABLE: packets dropped with ICMP "host unreachable".
     Unreachable,
+    /// RTN_PROHIBIT: packets dropped with ICMP "administratively prohibited".
     Prohibit,
+    /// RTN_THROW: the lookup goes on in the next rule's table.
     Throw,
+    /// Any other type number, kept as is.
     Other(u8),
 }
 
 impl RouteType {
+    /// The type of an `rtm_type` byte.
     pub fn from_u8(v: u8) -> RouteType {
         match v {
             1 => RouteType::Unicast,
@@ -147,6 +182,7 @@ impl RouteType {
         }
     }
 
+    /// The `rtm_type` byte sent to the kernel.
     pub fn to_u8(self) -> u8 {
         match self {
             RouteType::Unicast => 1,
@@ -187,9 +223,12 @@ impl RouteType {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum RoutePref {
+    /// `pref low` (ICMPV6_ROUTER_PREF_LOW, 3).
     Low,
+    /// `pref medium` (ICMPV6_ROUTER_PREF_MEDIUM, 0): the default, and every IPv4 route.
     #[default]
     Medium,
+    /// `pref high` (ICMPV6_ROUTER_PREF_HIGH, 1).
     High,
 }
 
@@ -204,6 +243,7 @@ impl RoutePref {
         }
     }
 
+    /// The RTA_PREF byte sent to the kernel (see [`RoutePref::from_u8`]).
     pub fn to_u8(self) -> u8 {
         match self {
             RoutePref::Low => 3,
@@ -212,6 +252,7 @@ impl RoutePref {
         }
     }
 
+    /// The word `ip route` prints and accepts after `pref`: `low`, `medium` or `high`.
     pub fn ip_word(self) -> &'static str {
         match self {
             RoutePref::Low => "low",
@@ -223,22 +264,41 @@ impl RoutePref {
 
 /// RTAX_* numbers of RTA_METRICS (linux/rtnetlink.h).
 pub mod rtax {
+    /// RTAX_LOCK: bitmask of the metrics locked against path MTU discovery and the like (`mtu
+    /// lock`).
     pub const LOCK: u16 = 1;
+    /// RTAX_MTU: the path MTU (`mtu`).
     pub const MTU: u16 = 2;
+    /// RTAX_WINDOW: the TCP window clamp (`window`).
     pub const WINDOW: u16 = 3;
+    /// RTAX_RTT: the initial TCP round-trip time estimate (`rtt`).
     pub const RTT: u16 = 4;
+    /// RTAX_RTTVAR: the initial TCP round-trip time variance (`rttvar`).
     pub const RTTVAR: u16 = 5;
+    /// RTAX_SSTHRESH: the initial TCP slow-start threshold (`ssthresh`).
     pub const SSTHRESH: u16 = 6;
+    /// RTAX_CWND: the TCP congestion window clamp (`cwnd`).
     pub const CWND: u16 = 7;
+    /// RTAX_ADVMSS: the TCP MSS advertised to the peer (`advmss`).
     pub const ADVMSS: u16 = 8;
+    /// RTAX_REORDERING: the initial TCP reordering metric (`reordering`).
     pub const REORDERING: u16 = 9;
+    /// RTAX_HOPLIMIT: the hop limit (TTL) of packets sent along the route (`hoplimit`).
     pub const HOPLIMIT: u16 = 10;
+    /// RTAX_INITCWND: the initial TCP congestion window (`initcwnd`).
     pub const INITCWND: u16 = 11;
+    /// RTAX_FEATURES: TCP feature bits such as ECN (`features ecn`).
     pub const FEATURES: u16 = 12;
+    /// RTAX_RTO_MIN: the minimum TCP retransmission timeout (`rto_min`).
     pub const RTO_MIN: u16 = 13;
+    /// RTAX_INITRWND: the initial TCP receive window (`initrwnd`).
     pub const INITRWND: u16 = 14;
+    /// RTAX_QUICKACK: TCP quick acknowledgements on or off (`quickack`).
     pub const QUICKACK: u16 = 15;
+    /// RTAX_CC_ALGO: the TCP congestion control algorithm, a name (`congctl`); kept in
+    /// [`super::RouteMetrics::congctl`].
     pub const CC_ALGO: u16 = 16;
+    /// RTAX_FASTOPEN_NO_COOKIE: TCP Fast Open without a cookie (`fastopen_no_cookie`).
     pub const FASTOPEN_NO_COOKIE: u16 = 17;
     /// RTAX_FEATURE_ECN, the one feature bit `ip route` can set (`features ecn`).
     pub const FEATURE_ECN: u32 = 1;
@@ -251,20 +311,25 @@ pub mod rtax {
 /// control algorithm (RTAX_CC_ALGO) is a name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RouteMetrics {
+    /// The hop limit of packets along the route (`hoplimit`): an RA's Cur Hop Limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hoplimit: Option<u32>,
+    /// The path MTU (`mtu`): an RA's or a DHCP server's MTU option.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// The TCP MSS advertised along the route (`advmss`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advmss: Option<u32>,
     /// Never holds the numbers of the named fields above or RTAX_CC_ALGO.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub other: BTreeMap<u16, u32>,
+    /// The congestion control algorithm (`congctl NAME`), RTAX_CC_ALGO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub congctl: Option<String>,
 }
 
 impl RouteMetrics {
+    /// Whether no metric is set (a route without RTA_METRICS).
     pub fn is_empty(&self) -> bool {
         *self == RouteMetrics::default()
     }
@@ -379,18 +444,28 @@ impl RouteMetrics {
 /// only [`Route::same_ignoring_expiry`], like an address whose lifetimes go down.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Route {
+    /// Routing table number (`table`): [`TABLE_MAIN`] unless policy routing put it elsewhere.
     pub table: u32,
+    /// Destination prefix (`default` is the /0 of the family).
     pub dst: Prefix,
+    /// Route type (RTN_*): unicast for ordinary routes, blackhole, unreachable…
     #[serde(rename = "type")]
     pub kind: RouteType,
+    /// Next hop (`via`); `None` for a route directly on the link.
     pub gateway: Option<IpAddr>,
+    /// Output device (`dev`); `None` for a blackhole or similar route without one.
     pub dev: Option<IfName>,
     /// `metric`/`priority`. The kernel turns IPv6's 0 into 1024.
     pub metric: u32,
+    /// Who installed the route (`proto`); copied on every move so daemons still recognise it.
     pub protocol: RouteProtocol,
+    /// `scope`: link for a direct IPv4 route, global through a gateway.
     pub scope: RouteScope,
+    /// Preferred source address (`src`, RTA_PREFSRC); must be an address of the host.
     pub prefsrc: Option<IpAddr>,
+    /// `onlink`: the gateway is taken as on the link without checking that a route reaches it.
     pub onlink: bool,
+    /// Type of service (`tos`), part of the route's key; 0 nearly everywhere.
     pub tos: u8,
     /// RTA_PREF. Always medium on IPv4 (the kernel ignores it there).
     #[serde(default)]
@@ -400,6 +475,7 @@ pub struct Route {
     /// still in the table until the kernel's garbage collection removes it.
     #[serde(default)]
     pub expires: Option<u32>,
+    /// RTA_METRICS (`mtu`, `hoplimit`, `advmss`…); none on most routes.
     #[serde(default)]
     pub metrics: RouteMetrics,
 }
@@ -432,41 +508,49 @@ impl Route {
         }
     }
 
+    /// The route in table `table` (`table N`).
     pub fn table(mut self, table: u32) -> Route {
         self.table = table;
         self
     }
 
+    /// The route with metric `metric` (`metric N`).
     pub fn metric(mut self, metric: u32) -> Route {
         self.metric = metric;
         self
     }
 
+    /// The route with protocol `protocol` (`proto P`).
     pub fn proto(mut self, protocol: RouteProtocol) -> Route {
         self.protocol = protocol;
         self
     }
 
+    /// The route with preferred source `prefsrc` (`src IP`).
     pub fn src(mut self, prefsrc: IpAddr) -> Route {
         self.prefsrc = Some(prefsrc);
         self
     }
 
+    /// The route with router preference `pref` (`pref P`).
     pub fn pref(mut self, pref: RoutePref) -> Route {
         self.pref = pref;
         self
     }
 
+    /// The route expiring in `seconds` (`expires N`; honoured for IPv6 only).
     pub fn expires(mut self, seconds: u32) -> Route {
         self.expires = Some(seconds);
         self
     }
 
+    /// The route with metrics `metrics`.
     pub fn metrics(mut self, metrics: RouteMetrics) -> Route {
         self.metrics = metrics;
         self
     }
 
+    /// The destination's address family.
     pub fn family(&self) -> Family {
         self.dst.family()
     }
@@ -526,6 +610,7 @@ impl Route {
         }
     }
 
+    /// Whether the route goes out through `dev`.
     pub fn via(&self, dev: &IfName) -> bool {
         self.dev.as_ref() == Some(dev)
     }
@@ -605,9 +690,13 @@ impl fmt::Display for Route {
 /// See [`Route::key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RouteKey {
+    /// Routing table number.
     pub table: u32,
+    /// Destination prefix.
     pub dst: Prefix,
+    /// Type of service (0 for IPv6).
     pub tos: u8,
+    /// Metric (`metric`/`priority`).
     pub metric: u32,
 }
 

@@ -10,24 +10,31 @@ use super::{Address, IfName, Link, Neighbour, Route, SysctlKey, SysctlValue, Tmp
 /// out: the kernel derives it from the addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NetState {
+    /// Every link (`ip link`).
     pub links: Vec<Link>,
+    /// Every address (`ip address`).
     pub addresses: Vec<Address>,
+    /// Every route of every table but `local` (`ip route show table all`).
     pub routes: Vec<Route>,
 }
 
 impl NetState {
+    /// The link named `name`.
     pub fn link(&self, name: &IfName) -> Option<&Link> {
         self.links.iter().find(|l| &l.name == name)
     }
 
+    /// The addresses of `dev`.
     pub fn addresses_of<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Address> + 'a {
         self.addresses.iter().filter(move |a| &a.dev == dev)
     }
 
+    /// The routes whose device is `dev`, in every table.
     pub fn routes_via<'a>(&'a self, dev: &'a IfName) -> impl Iterator<Item = &'a Route> + 'a {
         self.routes.iter().filter(move |r| r.via(dev))
     }
 
+    /// The ports of `bridge` (links whose master it is).
     pub fn ports_of<'a>(&'a self, bridge: &'a IfName) -> impl Iterator<Item = &'a Link> + 'a {
         self.links
             .iter()
@@ -61,9 +68,13 @@ impl NetState {
 /// cache, never restored, so never saved).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// Links, addresses and routes.
     pub net: NetState,
+    /// The IPv6 knobs read (`net.ipv6.conf.DEV.*`).
     pub sysctls: Vec<SysctlValue>,
+    /// The tmpfs read, if one was asked for.
     pub tmpfs: Option<Tmpfs>,
+    /// Neighbour entries of the devices read for them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbours: Vec<Neighbour>,
     /// The programs managing the devices read (a DHCP client, NetworkManager), where a
@@ -73,6 +84,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The value of a knob, if it was read.
     pub fn sysctl(&self, key: &SysctlKey) -> Option<&str> {
         self.sysctls
             .iter()
@@ -80,6 +92,8 @@ impl Snapshot {
             .map(|s| s.value.as_str())
     }
 
+    /// A canonical form for comparing two snapshots (see [`NetState::normalized`]), sysctls and
+    /// neighbours sorted too.
     pub fn normalized(&self) -> Snapshot {
         let mut s = self.clone();
         s.net = s.net.normalized();
@@ -88,6 +102,7 @@ impl Snapshot {
         s
     }
 
+    /// The neighbour entries of `dev` that were read.
     pub fn neighbours_of<'a>(
         &'a self,
         dev: &'a IfName,

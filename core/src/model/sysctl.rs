@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IfName;
 
+/// A per-device IPv6 knob under `net.ipv6.conf.DEV`, the ones env-qemu reads and sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Knob {
@@ -26,6 +27,7 @@ pub enum Knob {
 }
 
 impl Knob {
+    /// The last component of the knob's name (`accept_ra`).
     pub fn leaf(self) -> &'static str {
         match self {
             Knob::Ipv6Autoconf => "autoconf",
@@ -46,13 +48,17 @@ impl Knob {
     }
 }
 
+/// One per-device knob: `net.ipv6.conf.DEV.KNOB`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SysctlKey {
+    /// The device.
     pub dev: IfName,
+    /// The knob.
     pub knob: Knob,
 }
 
 impl SysctlKey {
+    /// The knob `knob` of `dev`.
     pub fn new(dev: &IfName, knob: Knob) -> SysctlKey {
         SysctlKey {
             dev: dev.clone(),
@@ -91,8 +97,11 @@ impl fmt::Display for SysctlKey {
     }
 }
 
+/// A knob and its value, as read from `/proc/sys`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SysctlValue {
+    /// Which knob.
     pub key: SysctlKey,
+    /// Its value, as text (`1`, `1024`).
     pub value: String,
 }

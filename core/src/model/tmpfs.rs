@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 /// never umount + mount: other programs have files in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tmpfs {
+    /// Its mount point (`/dev/shm`).
     pub path: PathBuf,
+    /// Its size limit in bytes (`size=`), as `statfs` reports it.
     pub size_bytes: u64,
 }
 

@@ -33,15 +33,19 @@ pub use uplink::default_uplink;
 /// from the state the kernel is in then (see [`crate::converge`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Plan {
+    /// The operations, in the order they run.
     pub steps: Vec<Op>,
+    /// What the plan chose not to do and why (`… is gone: not moved`), for the operator.
     pub notes: Vec<String>,
 }
 
 impl Plan {
+    /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
     }
 
+    /// The operations, in order.
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
         self.steps.iter()
     }
@@ -77,28 +81,66 @@ pub enum VmTaps {
 /// What `start` is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartRequest {
+    /// The NIC to bridge.
     pub uplink: IfName,
+    /// The bridge to create (`lepont` by default).
     pub bridge: IfName,
     /// Grow this tmpfs to at least this size; `None` leaves shared memory alone.
     pub shm: Option<ShmRequest>,
-    /// Bridge even a NIC whose manager env-qemu cannot hand over (NetworkManager,
-    /// systemd-networkd, an unknown program): its lease is then not renewed on the
-    /// bridge.
-    #[serde(default)]
-    pub force: bool,
+    /// What to do with a NIC whose manager env-qemu cannot hand over. Saved as the
+    /// boolean `force` of older state files.
+    #[serde(default, rename = "force")]
+    pub foreign_manager: ForeignManager,
 }
 
+/// What `start` does with a NIC whose addresses come from a program env-qemu cannot hand
+/// over to the bridge (systemd-networkd, an unknown DHCP client).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "bool", into = "bool")]
+pub enum ForeignManager {
+    /// Refuse with [`PlanError::UnmanagedOwner`], naming the program and when the host
+    /// would lose its lease (`start`).
+    #[default]
+    Refuse,
+    /// Bridge anyway (`start --force`): the program's lease is then not renewed on the
+    /// bridge, and the host loses the address when it expires.
+    Override,
+}
+
+impl From<bool> for ForeignManager {
+    /// `force` in a state file: `true` is [`ForeignManager::Override`].
+    fn from(force: bool) -> ForeignManager {
+        if force {
+            ForeignManager::Override
+        } else {
+            ForeignManager::Refuse
+        }
+    }
+}
+
+impl From<ForeignManager> for bool {
+    fn from(m: ForeignManager) -> bool {
+        m == ForeignManager::Override
+    }
+}
+
+/// A tmpfs to grow for QEMU's shared memory (`--shm-size`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShmRequest {
+    /// Its mount point (`/dev/shm`).
     pub path: PathBuf,
+    /// The size it must have at least, in bytes.
     pub size_bytes: u64,
 }
 
 /// What `add` changed on a tap, so `del` (or `stop --force`) can put it back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TapRecord {
+    /// The tap.
     pub name: IfName,
+    /// Its MTU before `add` (the bridge's replaced it).
     pub mtu: u32,
+    /// Whether it was up before `add`.
     pub up: bool,
 }
 
@@ -119,9 +161,11 @@ pub const PORT_ZEROES: [Knob; 2] = [Knob::Ipv6AcceptRa, Knob::Ipv6Autoconf];
 /// exists, so that `stop` deletes it even if the command making it dies half-way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MadeTap {
+    /// The tap's name.
     pub name: IfName,
     /// The user (and group) allowed to open it; root always may.
     pub owner: Option<u32>,
+    /// The group allowed to open it.
     pub group: Option<u32>,
     /// The `env-qemu run` process it was made for, which deletes it when it leaves (or
     /// the next `run` to leave, once that process is gone); `None` for `tap create`'s.
@@ -303,5 +347,33 @@ fn all_dad(pre: &Snapshot, live: &Snapshot, adding: bool) -> (Vec<Op>, Vec<Op>) 
         }
         Some(v) if !adding && now.is_some_and(|n| n != v) => (vec![], vec![set(v)]),
         _ => (vec![], vec![]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json_force: &str) -> String {
+        format!(r#"{{"uplink":"eth0","bridge":"lepont","shm":null{json_force}}}"#)
+    }
+
+    #[test]
+    fn foreign_manager_is_the_force_boolean_of_state_files() {
+        let load = |j: &str| serde_json::from_str::<StartRequest>(&request(j)).unwrap();
+        assert_eq!(load("").foreign_manager, ForeignManager::Refuse);
+        assert_eq!(
+            load(r#","force":false"#).foreign_manager,
+            ForeignManager::Refuse
+        );
+        assert_eq!(
+            load(r#","force":true"#).foreign_manager,
+            ForeignManager::Override
+        );
+
+        let mut req = load("");
+        req.foreign_manager = ForeignManager::Override;
+        let saved = serde_json::to_string(&req).unwrap();
+        assert_eq!(saved, request(r#","force":true"#));
     }
 }

@@ -57,7 +57,7 @@ pub(crate) fn check_uplink<'a>(s: &'a Snapshot, req: &StartRequest) -> Result<&'
 pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
     check_uplink(s, req)?;
     check_unique_keys(s, &req.uplink)?;
-    if !req.force {
+    if req.foreign_manager == super::ForeignManager::Refuse {
         check_managers(s, &req.uplink)?;
     }
     plan_bridged(s, req, s)
@@ -66,7 +66,7 @@ pub fn plan_start(s: &Snapshot, req: &StartRequest) -> Result<Plan, PlanError> {
 /// The operations that take `live` to the bridged state `start` computed from `pre`: the
 /// bridge with the NIC's MAC and MTU, the NIC its port carrying nothing, the NIC's
 /// addresses, routes and static neighbours on the bridge. What is there already is not
-/// done again.
+/// done again. The phases run in the order of the module docs.
 pub fn plan_bridged(
     pre: &Snapshot,
     req: &StartRequest,
@@ -92,23 +92,63 @@ pub fn plan_bridged(
     }
     let bridge = live.net.link(br);
     make_bridge(&mut plan, was, br, bridge)?;
-    let knob =
-        |s: &Snapshot, dev: &IfName, k| s.sysctl(&SysctlKey::new(dev, k)).map(str::to_string);
-    // The bridge takes over the NIC's IPv6 behaviour (router advertisements, SLAAC).
+    take_ipv6_knobs(pre, live, (nic, br), bridge.is_some(), &mut plan);
+    let moved = address_bridge(pre, live, was, br, nm.as_ref(), &mut plan);
+    copy_statics(pre, live, (nic, br), &mut plan);
+    enslave(live, now, br, &mut plan)?;
+    move_routes(pre, live, (nic, br), &moved, &mut plan);
+    unaddress_port(live, nic, &mut plan);
+    super::host::adopt(pre, live, nic, br, &mut plan);
+    if let Some(nm) = &nm {
+        nm.adopt_port(&mut plan);
+    }
+    grow_tmpfs(live, req, &mut plan)?;
+    Ok(plan)
+}
+
+/// The value of `dev`'s knob `k` in `s`, if it was read.
+fn knob(s: &Snapshot, dev: &IfName, k: Knob) -> Option<String> {
+    s.sysctl(&SysctlKey::new(dev, k)).map(str::to_string)
+}
+
+/// The bridge takes over the NIC's IPv6 behaviour (router advertisements, SLAAC, privacy
+/// addresses, the metric of the RA default route): [`super::BRIDGE_TAKES`], set where a
+/// bridge made in an earlier round differs.
+fn take_ipv6_knobs(
+    pre: &Snapshot,
+    live: &Snapshot,
+    (nic, br): (&IfName, &IfName),
+    bridge_exists: bool,
+    plan: &mut Plan,
+) {
     for k in super::BRIDGE_TAKES {
         if let Some(v) = knob(pre, nic, k) {
-            if bridge.is_none() || knob(live, br, k).as_ref() != Some(&v) {
+            if !bridge_exists || knob(live, br, k).as_ref() != Some(&v) {
                 plan.push(set_sysctl(br, k, v));
             }
         }
     }
+}
+
+/// The bridge up (if the NIC was) and the NIC's addresses on it, primaries first; returns
+/// the addresses added. DAD is off while they arrive, so they are usable at once and keep
+/// their flags (no `nodad` invented), and back to the NIC's setting once they are in,
+/// after a wait for the kernel's DAD work where it is switched back on.
+fn address_bridge(
+    pre: &Snapshot,
+    live: &Snapshot,
+    was: &Link,
+    br: &IfName,
+    nm: Option<&super::host::NmStart>,
+    plan: &mut Plan,
+) -> Vec<Address> {
+    let nic = &was.name;
+    let bridge = live.net.link(br);
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
         .filter(|a| !live.net.addresses_of(br).any(|b| same_addr(a, b)))
-        .filter_map(|a| source(a, pre, live, &mut plan))
+        .filter_map(|a| source(a, pre, live, plan))
         .collect();
-    // DAD off while the moved addresses arrive, so they are usable at once and keep their
-    // flags (no `nodad` invented); back to the NIC's setting once they are in.
     let dad = knob(pre, nic, Knob::Ipv6AcceptDad);
     let dad_now = bridge.and_then(|_| knob(live, br, Knob::Ipv6AcceptDad));
     let v6_coming = missing.iter().any(|a| a.family() == Family::Inet6);
@@ -124,8 +164,8 @@ pub fn plan_bridged(
             "{nic} is down: {br} stays down too until you bring both up"
         ));
     }
-    if let Some(nm) = &nm {
-        nm.adopt_bridge(&mut plan);
+    if let Some(nm) = nm {
+        nm.adopt_bridge(plan);
     }
     for a in &missing {
         plan.push(Op::AddrAdd { address: a.on(br) });
@@ -153,8 +193,12 @@ pub fn plan_bridged(
         plan.push(await_dad(br, &missing));
     }
     plan.steps.extend(all_back);
-    // Static ARP/NDP entries keep working on the bridge (deleting the NIC's last IPv4
-    // address will flush its own ARP ones; stop puts them back).
+    missing
+}
+
+/// Static ARP/NDP entries keep working on the bridge (deleting the NIC's last IPv4
+/// address will flush its own ARP ones; stop puts them back).
+fn copy_statics(pre: &Snapshot, live: &Snapshot, (nic, br): (&IfName, &IfName), plan: &mut Plan) {
     for n in neigh::statics(pre, nic) {
         let there = live.neighbours_of(br).any(|l| {
             l.ip == n.ip
@@ -166,6 +210,13 @@ pub fn plan_bridged(
             plan.steps.extend(neigh::put_on(n, br, NudState::Permanent));
         }
     }
+}
+
+/// The NIC (`now`, as it is live) a port of the bridge, without IP configuration of its
+/// own: RAs would give it addresses and routes that compete with the bridge's
+/// ([`super::PORT_ZEROES`]). Refused if another bridge took it meanwhile.
+fn enslave(live: &Snapshot, now: &Link, br: &IfName, plan: &mut Plan) -> Result<(), PlanError> {
+    let nic = &now.name;
     match &now.master {
         Some(m) if m == br => {}
         Some(m) => {
@@ -176,21 +227,12 @@ pub fn plan_bridged(
         }
         None => plan.push(link_set(nic, LinkChange::Master(br.clone()))),
     }
-    // A port has no IP configuration of its own: RAs would give it addresses and routes
-    // that compete with the bridge's.
     for k in super::PORT_ZEROES {
         if knob(live, nic, k).is_some_and(|v| v != "0") {
             plan.push(set_sysctl(nic, k, "0".into()));
         }
     }
-    move_routes(pre, live, (nic, br), &missing, &mut plan);
-    unaddress_port(live, nic, &mut plan);
-    super::host::adopt(pre, live, nic, br, &mut plan);
-    if let Some(nm) = &nm {
-        nm.adopt_port(&mut plan);
-    }
-    grow_tmpfs(live, req, &mut plan)?;
-    Ok(plan)
+    Ok(())
 }
 
 /// `ip link add` the bridge, or set right what differs on the one a previous round made.

@@ -32,6 +32,9 @@ use crate::model::{
 };
 use crate::op::{LinkChange, Op};
 
+/// The operations that take `live` back to `pre`, the snapshot taken before `start` (see the module
+/// docs for the order). `taps`: what `add` changed on the VM taps, put back. `vm_taps`: whether VM
+/// taps still attached are detached or refused ([`PlanError::TapsAttached`]).
 pub fn plan_stop(
     pre: &Snapshot,
     req: &StartRequest,
@@ -42,19 +45,8 @@ pub fn plan_stop(
     let (nic, br) = (&req.uplink, &req.bridge);
     let mut plan = Plan::default();
     let live_br = live.net.link(br).filter(|l| l.kind.is_bridge());
-
     if live_br.is_some() {
-        let vms: Vec<&Link> = live.net.ports_of(br).filter(|l| &l.name != nic).collect();
-        if !vms.is_empty() && vm_taps == super::VmTaps::Refuse {
-            return Err(PlanError::TapsAttached {
-                bridge: br.clone(),
-                taps: vms.iter().map(|l| l.name.clone()).collect(),
-            });
-        }
-        for tap in vms {
-            let rec = taps.iter().find(|r| r.name == tap.name);
-            plan.steps.extend(detach_steps(tap, rec));
-        }
+        detach_vm_taps(live, (nic, br), taps, vm_taps, &mut plan)?;
     }
     for rec in taps {
         if let Some(t) = live.net.link(&rec.name).filter(|t| t.master.is_none()) {
@@ -91,6 +83,44 @@ pub fn plan_stop(
         (None, _) => {}
     }
 
+    restore_tmpfs(pre, live, req, &mut plan);
+    delete_bridge(pre, live, (nic, br), &mut plan);
+    if let Some(nm) = &nm {
+        nm.finish(&mut plan);
+    }
+    // The NIC's client back on it, once the bridge is gone (a client started while the
+    // NIC is still a port sees its replies taken by the bridge).
+    if pre.net.link(nic).is_some() && live.net.link(nic).is_some() {
+        super::host::adopt(pre, live, nic, nic, &mut plan);
+    }
+    Ok(plan)
+}
+
+/// VM taps still on the bridge: refused ([`PlanError::TapsAttached`]) or detached, with
+/// what `add` changed on them put back (`taps`).
+fn detach_vm_taps(
+    live: &Snapshot,
+    (nic, br): (&IfName, &IfName),
+    taps: &[TapRecord],
+    vm_taps: super::VmTaps,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let vms: Vec<&Link> = live.net.ports_of(br).filter(|l| &l.name != nic).collect();
+    if !vms.is_empty() && vm_taps == super::VmTaps::Refuse {
+        return Err(PlanError::TapsAttached {
+            bridge: br.clone(),
+            taps: vms.iter().map(|l| l.name.clone()).collect(),
+        });
+    }
+    for tap in vms {
+        let rec = taps.iter().find(|r| r.name == tap.name);
+        plan.steps.extend(detach_steps(tap, rec));
+    }
+    Ok(())
+}
+
+/// The tmpfs `start` grew, back to its pre-start size.
+fn restore_tmpfs(pre: &Snapshot, live: &Snapshot, req: &StartRequest, plan: &mut Plan) {
     if let (Some(shm), Some(was)) = (&req.shm, &pre.tmpfs) {
         if let Some(now) = live.tmpfs.as_ref().filter(|t| t.path == shm.path) {
             if now.size_bytes != was.size_bytes {
@@ -101,7 +131,12 @@ pub fn plan_stop(
             }
         }
     }
+}
 
+/// `ip link del` the bridge, last: it releases the NIC. Routes someone added to the bridge
+/// while it ran go with it, which a note says; a link of that name that is no bridge any
+/// more is left alone.
+fn delete_bridge(pre: &Snapshot, live: &Snapshot, (nic, br): (&IfName, &IfName), plan: &mut Plan) {
     match live.net.link(br) {
         Some(l) if l.kind.is_bridge() => {
             for r in live.net.routes_via(br) {
@@ -124,15 +159,6 @@ pub fn plan_stop(
         )),
         None => {}
     }
-    if let Some(nm) = &nm {
-        nm.finish(&mut plan);
-    }
-    // The NIC's client back on it, once the bridge is gone (a client started while the
-    // NIC is still a port sees its replies taken by the bridge).
-    if pre.net.link(nic).is_some() && live.net.link(nic).is_some() {
-        super::host::adopt(pre, live, nic, nic, &mut plan);
-    }
-    Ok(plan)
 }
 
 /// Who puts the NIC's IPv6 link-local address back.

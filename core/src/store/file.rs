@@ -18,6 +18,8 @@ struct Versioned {
     version: Option<u64>,
 }
 
+/// The state saved in a JSON file, with its journal and the log of pending changes beside it
+/// (`….journal`, `….log`), locked with `flock`.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -31,10 +33,12 @@ pub struct StoreLock {
 }
 
 impl FileStore {
+    /// A store for the state file at `path` (nothing is read or created yet).
     pub fn new(path: impl Into<PathBuf>) -> FileStore {
         FileStore { path: path.into() }
     }
 
+    /// The state file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }

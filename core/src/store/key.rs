@@ -17,7 +17,9 @@ use crate::state::NetnsId;
 /// What a state file's name says about the namespace it was written for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileKey {
+    /// `netns-cookie-COOKIE-BRIDGE.json`: written where the kernel has namespace cookies.
     Cookie(u64),
+    /// `INODE-BRIDGE.json`: written by kernels without cookies, or older env-qemu.
     Inode(u64),
 }
 

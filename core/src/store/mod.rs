@@ -16,6 +16,8 @@ pub use memory::MemoryStore;
 use crate::pending::PendingEvent;
 use crate::state::{JournalEntry, State};
 
+/// Where a bridge's [`State`] is kept between commands, with the journal of the command in flight
+/// and the log of pending changes. [`FileStore`] in production, [`MemoryStore`] in tests.
 pub trait StateStore: Send + Sync {
     /// The saved state, its `journal` followed by the entries appended since the save.
     fn load(&self) -> Result<Option<State>, StoreError>;
@@ -36,24 +38,40 @@ pub trait StateStore: Send + Sync {
     fn logged(&self) -> Result<Vec<PendingEvent>, StoreError>;
 }
 
+/// Why the state could not be read or written. Each message names the file and what to do.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
+    /// Reading or writing the file failed.
     #[error(
         "state file {path}: {source}; check that the state directory is writable (run as root)"
     )]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not a state this version can parse (hand-edited, truncated by a disk error).
     #[error("state file {path} is unreadable ({reason}); env-qemu cannot tell what to restore from it. Inspect it (it is JSON: the uplink's addresses and routes are under `pre`), restore by hand if a bridge is still up (`ip link del BRIDGE`, then the uplink's addresses and routes), and delete the file")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The file was written by a version of env-qemu with another format.
     #[error("state file {path} has version {found}, this env-qemu understands {expected}; stop with the version that started")]
     Version {
+        /// The file.
         path: PathBuf,
+        /// Its version.
         found: u32,
+        /// This build's ([`crate::state::STATE_VERSION`]).
         expected: u32,
     },
+    /// A state or log entry could not be encoded (or an in-memory one decoded): what, and why.
     #[error("state {0}: {1}")]
     Encode(String, String),
 }

@@ -77,7 +77,7 @@ pub fn request(uplink: &str) -> StartRequest {
             path: PathBuf::from("/dev/shm"),
             size_bytes: parse_size("512M").unwrap(),
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     }
 }
 

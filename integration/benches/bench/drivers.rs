@@ -209,7 +209,7 @@ impl Driver for InProc<'_> {
             uplink: IfName::new(UPLINK).expect("name"),
             bridge: IfName::new(BRIDGE).expect("name"),
             shm: None,
-            force: false,
+            foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
         };
         let tap = |t: &str| IfName::new(t).expect("tap name");
         let result = self.rt.block_on(async {

@@ -248,7 +248,7 @@ fn probes(ctx: &Ctx, ns: &TestNs) -> Probes {
         uplink: IfName::new(UPLINK).expect("name"),
         bridge: IfName::new(BRIDGE).expect("name"),
         shm: None,
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     };
     let mut dumps = Vec::new();
     let mut both = Vec::new();

@@ -68,7 +68,7 @@ async fn walk(lab: &Lab, out: Out) -> Result<(), Failure> {
             path: lab.shm.clone(),
             size_bytes: parse_size("128M").expect("literal size"),
         }),
-        force: false,
+        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
     };
     let mut observer = out.observer();
     let mut env = Env {

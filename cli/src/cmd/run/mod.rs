@@ -86,7 +86,7 @@ async fn enter(
         uplink: start::named_uplink(ctx, &a.start)?,
         bridge: ctx.bridge.clone(),
         shm: start::shm(ctx, &a.start)?,
-        force: a.start.force,
+        foreign_manager: env_qemu_core::plan::ForeignManager::from(a.start.force),
     };
     let joined = commands::join(&mut env, &req, me).await?;
     let bridge = &joined.request().bridge;
