@@ -41,7 +41,7 @@ impl Series {
     /// What the first cycle did not restore, if anything, in a line: the count and the
     /// first difference.
     pub fn print_drift(&self) {
-        if let Some(first) = self.drift.lines().next() {
+        if let Some(first) = self.drift.lines().next().map(str::trim) {
             let n = self.drift.lines().count();
             println!(
                 "  restore not exact for {} ({n} lines), e.g. {first}",
