@@ -9,13 +9,11 @@ use env_qemu_backend_netlink::NetlinkKernel;
 use env_qemu_core::commands::{self, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::IfName;
-use env_qemu_core::plan::VmTaps;
-use env_qemu_core::plan::{Plan, StartRequest};
-use env_qemu_core::store::{FileStore, MemoryStore, StateStore};
+use env_qemu_core::plan::{Plan, StartRequest, VmTaps};
+use env_qemu_core::store::FileStore;
 use env_qemu_integration::TestNs;
-use tokio::runtime::Runtime;
 
-use crate::meter::{merge, Breakdown, MeteredKernel, MeteredStore};
+use crate::Ctx;
 
 pub const BRIDGE: &str = "lepont";
 pub const UPLINK: &str = "eth0";
@@ -28,13 +26,28 @@ pub enum Cmd<'a> {
     Stop,
 }
 
-impl Cmd<'_> {
+impl<'a> Cmd<'a> {
     pub fn name(&self) -> &'static str {
+        ["start", "add", "del", "stop"][self.index()]
+    }
+
+    /// `start eth0`, `add TAP`, `del TAP`, `stop`: the words both the binary and the
+    /// script take.
+    pub fn words(self) -> Vec<&'a str> {
         match self {
-            Cmd::Start => "start",
-            Cmd::Add(_) => "add",
-            Cmd::Del(_) => "del",
-            Cmd::Stop => "stop",
+            Cmd::Start => vec!["start", UPLINK],
+            Cmd::Add(t) | Cmd::Del(t) => vec![self.name(), t],
+            Cmd::Stop => vec!["stop"],
+        }
+    }
+
+    /// The command's place in `[start, add, del, stop]`.
+    pub fn index(&self) -> usize {
+        match self {
+            Cmd::Start => 0,
+            Cmd::Add(_) => 1,
+            Cmd::Del(_) => 2,
+            Cmd::Stop => 3,
         }
     }
 }
@@ -46,14 +59,30 @@ pub trait Driver {
     /// namespace opened) to after it exited (or everything was released).
     fn run(&mut self, cmd: Cmd<'_>) -> Duration;
 
-    /// What the last command spent its time on, when the driver can tell.
-    fn breakdown(&self) -> Option<&Breakdown> {
+    /// Where the last command's time went, when the driver can tell.
+    fn phases(&self) -> Option<Phases> {
         None
     }
+}
 
-    /// The plan of the last command, when the driver knows it.
-    fn plan(&self) -> Option<&Plan> {
-        None
+/// The methods, for building drivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    Binary,
+    InProc,
+    Script,
+    Batch,
+}
+
+/// A driver of `how` on `host`, env-qemu's state (or the script's) in `state`. A batch is
+/// made from env-qemu's plans on `host` first ([`prepare_batch`]).
+pub fn driver<'a>(ctx: &'a Ctx, how: How, host: &TestNs, state: &Path) -> Box<dyn Driver + 'a> {
+    std::fs::create_dir_all(state).expect("create the state directory");
+    match how {
+        How::Binary => Box::new(Binary::new(&ctx.bin, host, state)),
+        How::InProc => Box::new(InProc::new(ctx, host, state)),
+        How::Script => Box::new(Script::new(ctx, host, state)),
+        How::Batch => Box::new(prepare_batch(ctx, host, state)),
     }
 }
 
@@ -67,6 +96,15 @@ fn check(what: &str, out: &std::process::Output) {
     );
 }
 
+/// Runs `c` with its stdout discarded; panics naming `what` if it fails.
+pub fn timed(mut c: Command, what: &str) -> Duration {
+    let t = Instant::now();
+    let out = c.stdout(Stdio::null()).output().expect("spawn");
+    let took = t.elapsed();
+    check(what, &out);
+    took
+}
+
 /// The real `env-qemu` binary, `--netns NS --state-dir DIR`, no config file.
 #[derive(Debug, Clone)]
 pub struct Binary {
@@ -76,16 +114,6 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// Like [`Binary::command`], without `--quiet`: each operation on stderr as it is done.
-    pub fn command_loud(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.args(["--netns", &self.netns, "--config", "/dev/null"])
-            .args(["--bridge", BRIDGE, "--state-dir"])
-            .arg(&self.state_dir)
-            .args(args);
-        c
-    }
-
     pub fn new(bin: &Path, ns: &TestNs, state_dir: &Path) -> Binary {
         Binary {
             bin: bin.to_path_buf(),
@@ -94,23 +122,23 @@ impl Binary {
         }
     }
 
+    /// `env-qemu --netns … ARGS` (each operation on stderr as it is done).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(["--netns", &self.netns, "--config", "/dev/null"])
             .args(["--bridge", BRIDGE, "--state-dir"])
             .arg(&self.state_dir)
-            .arg("--quiet")
             .args(args);
         c
     }
 
-    pub fn args(cmd: Cmd<'_>) -> Vec<&str> {
-        match cmd {
-            Cmd::Start => vec!["start", UPLINK, "--shm-size", "off"],
-            Cmd::Add(t) => vec!["add", t],
-            Cmd::Del(t) => vec!["del", t],
-            Cmd::Stop => vec!["stop"],
+    /// The command's words; start with `--shm-size off` (the machine's /dev/shm stays).
+    pub fn args(cmd: Cmd<'_>) -> Vec<&'_ str> {
+        let mut args = cmd.words();
+        if cmd == Cmd::Start {
+            args.extend(["--shm-size", "off"]);
         }
+        args
     }
 
     /// `--dry-run` of start or stop: the plan as `ip` lines.
@@ -125,124 +153,109 @@ impl Binary {
 
 impl Driver for Binary {
     fn run(&mut self, cmd: Cmd<'_>) -> Duration {
-        let args = Binary::args(cmd);
-        let t = Instant::now();
-        let out = self
-            .command(&args)
-            .stdout(Stdio::null())
-            .output()
-            .expect("spawn env-qemu");
-        let took = t.elapsed();
-        check(&format!("env-qemu {}", args.join(" ")), &out);
-        took
+        let mut args = Binary::args(cmd);
+        args.push("--quiet");
+        timed(self.command(&args), &format!("env-qemu {}", args.join(" ")))
     }
 }
 
-/// Where an in-process run keeps its state.
-pub enum Store {
-    /// The CLI's file (`DIR/netns-cookie-COOKIE-BRIDGE.json`), locked like the CLI locks it.
-    Dir(PathBuf),
-    /// No file at all: what the journal costs without I/O.
-    Memory(MemoryStore),
+/// Where an in-process command's time went, read from the executor's events.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Opening the namespace, locking and loading the state, observing, planning, the
+    /// save before the first change: up to the first round.
+    pub before: Duration,
+    /// From the first round to the last step applied (journalled), every round.
+    pub steps: Duration,
+    /// The verification by dump: from the last step applied to the last comparison of
+    /// what the command touched with its goal.
+    pub verify: Duration,
+    /// The final save and releasing the namespace.
+    pub after: Duration,
 }
 
 /// env-qemu's `core::commands` with a fresh `NetlinkKernel` per command, as the CLI does,
-/// without the process around them.
-pub struct InProc<'r> {
-    rt: &'r Runtime,
+/// without the process around them; its state in the CLI's file, locked as the CLI does.
+pub struct InProc<'c> {
+    ctx: &'c Ctx,
     ns_path: PathBuf,
     netns_id: String,
-    file_name: String,
-    store: Store,
-    pub last: Breakdown,
+    state_file: PathBuf,
     pub last_plan: Plan,
+    last_phases: Phases,
 }
 
-impl<'r> InProc<'r> {
-    pub fn new(rt: &'r Runtime, ns: &TestNs, store: Store) -> InProc<'r> {
+impl<'c> InProc<'c> {
+    pub fn new(ctx: &'c Ctx, ns: &TestNs, state_dir: &Path) -> InProc<'c> {
         let id = env_qemu_backend_netlink::identity_at(&ns.path()).expect("netns identity");
         let bridge = IfName::new(BRIDGE).expect("bridge name");
         InProc {
-            rt,
+            ctx,
             ns_path: ns.path(),
             netns_id: id.to_string(),
-            file_name: env_qemu_core::store::key::state_file_name(&id, &bridge),
-            store,
-            last: Breakdown::default(),
+            state_file: state_dir.join(env_qemu_core::store::key::state_file_name(&id, &bridge)),
             last_plan: Plan::default(),
+            last_phases: Phases::default(),
         }
     }
 }
 
 impl Driver for InProc<'_> {
     fn run(&mut self, cmd: Cmd<'_>) -> Duration {
-        let t = Instant::now();
+        let t0 = Instant::now();
         let kernel = NetlinkKernel::in_netns_path(&self.ns_path).expect("open namespace");
-        let file_store;
-        let _lock;
-        let store: &dyn StateStore = match &self.store {
-            Store::Dir(dir) => {
-                file_store = FileStore::new(dir.join(&self.file_name));
-                _lock = file_store.lock().expect("lock state");
-                &file_store
-            }
-            Store::Memory(m) => m,
-        };
-        let metered_kernel = MeteredKernel::new(&kernel);
-        let metered_store = MeteredStore::new(store);
-        let setup = t.elapsed();
-        // When the last step was applied, and when the verification after it ended.
-        let (mut last_applied, mut verified) = (None, None);
+        let store = FileStore::new(self.state_file.clone());
+        let lock = store.lock().expect("lock state");
+        let (mut round, mut applied, mut verified) = (None, None, None);
         let mut observer = |e: Event<'_>| match e {
-            Event::Applied { .. } => last_applied = Some(Instant::now()),
+            Event::Round { .. } => round = round.or(Some(Instant::now())),
+            Event::Applied { .. } => applied = Some(Instant::now()),
             Event::Verified { .. } => verified = Some(Instant::now()),
             _ => {}
         };
         let mut env = Env {
-            kernel: &metered_kernel,
+            kernel: &kernel,
             host: &env_qemu_core::host::NoHost,
-            store: &metered_store,
+            store: &store,
             netns: self.netns_id.clone(),
             observer: &mut observer,
         };
+        let name = |n: &str| IfName::new(n).expect("interface name");
         let req = StartRequest {
-            uplink: IfName::new(UPLINK).expect("name"),
-            bridge: IfName::new(BRIDGE).expect("name"),
+            uplink: name(UPLINK),
+            bridge: name(BRIDGE),
             shm: None,
             foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
         };
-        let tap = |t: &str| IfName::new(t).expect("tap name");
-        let result = self.rt.block_on(async {
+        let result = self.ctx.rt.block_on(async {
             match cmd {
                 Cmd::Start => commands::start(&mut env, &req).await,
-                Cmd::Add(t) => commands::add(&mut env, &tap(t)).await,
-                Cmd::Del(t) => commands::del(&mut env, &tap(t)).await,
+                Cmd::Add(t) => commands::add(&mut env, &name(t)).await,
+                Cmd::Del(t) => commands::del(&mut env, &name(t)).await,
                 Cmd::Stop => commands::stop(&mut env, VmTaps::Refuse).await,
             }
         });
         drop(env);
-        let mut breakdown = merge(&metered_kernel, &metered_store);
-        breakdown.verify = match (last_applied, verified) {
-            (Some(a), Some(v)) if v > a => v - a,
-            _ => Duration::ZERO,
-        };
+        drop(lock);
         drop(kernel);
-        let took = t.elapsed();
+        let end = Instant::now();
         self.last_plan = result
             .unwrap_or_else(|e| panic!("in-process {}: {e}", cmd.name()))
             .plan;
-        breakdown.total = took;
-        breakdown.setup = setup;
-        self.last = breakdown;
-        took
+        let first = round.unwrap_or(end);
+        let applied = applied.unwrap_or(first).max(first);
+        let verified = verified.unwrap_or(applied).max(applied);
+        self.last_phases = Phases {
+            before: first - t0,
+            steps: applied - first,
+            verify: verified - applied,
+            after: end - verified,
+        };
+        end - t0
     }
 
-    fn breakdown(&self) -> Option<&Breakdown> {
-        Some(&self.last)
-    }
-
-    fn plan(&self) -> Option<&Plan> {
-        Some(&self.last_plan)
+    fn phases(&self) -> Option<Phases> {
+        Some(self.last_phases)
     }
 }
 
@@ -254,112 +267,74 @@ pub struct Script {
 }
 
 impl Script {
-    pub fn command(&self, cmd: Cmd<'_>) -> Command {
-        self.command_with(cmd, &[])
+    pub fn new(ctx: &Ctx, ns: &TestNs, state_dir: &Path) -> Script {
+        Script {
+            path: ctx.script.clone(),
+            netns: ns.name().to_string(),
+            state_file: state_dir.join("bridge.state"),
+        }
     }
 
-    /// `bash -x`: each command on stderr before it runs.
-    pub fn command_traced(&self, cmd: Cmd<'_>) -> Command {
-        self.command_with(cmd, &["-x"])
-    }
-
-    fn command_with(&self, cmd: Cmd<'_>, bash_args: &[&str]) -> Command {
+    /// `bash [BASH_ARGS] bridge.sh … CMD` (`-x`: each command on stderr before it runs).
+    pub fn command(&self, cmd: Cmd<'_>, bash_args: &[&str]) -> Command {
         let mut c = Command::new("bash");
         c.args(bash_args)
             .arg(&self.path)
             .args(["-n", &self.netns, "-b", BRIDGE, "-s"])
-            .arg(&self.state_file);
-        match cmd {
-            Cmd::Start => c.args(["start", UPLINK]),
-            Cmd::Add(t) => c.args(["add", t]),
-            Cmd::Del(t) => c.args(["del", t]),
-            Cmd::Stop => c.arg("stop"),
-        };
+            .arg(&self.state_file)
+            .args(cmd.words());
         c
     }
 }
 
 impl Driver for Script {
     fn run(&mut self, cmd: Cmd<'_>) -> Duration {
-        let t = Instant::now();
-        let out = self
-            .command(cmd)
-            .stdout(Stdio::null())
-            .output()
-            .expect("spawn bash");
-        let took = t.elapsed();
-        check(&format!("bridge.sh {}", cmd.name()), &out);
-        took
+        timed(self.command(cmd, &[]), &format!("bridge.sh {}", cmd.name()))
     }
 }
 
-/// `ip -n NS -batch FILE`: the same operations from one process, no observation at all.
+/// `ip -n NS -batch FILE`: the same operations from one process, no observation at all;
+/// add and del of [`crate::lab::TAP`] only.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub netns: String,
-    pub tap: String,
-    /// start, add, del, stop batch files.
+    /// The start, add, del and stop batch files (beside env-qemu's state).
     pub files: [PathBuf; 4],
-    /// The batches, as run.
-    pub lines: [String; 4],
-    /// Lines of env-qemu's plans left out of each batch (sysctls).
-    pub skipped: [Vec<String>; 4],
 }
 
 impl Batch {
     pub fn command(&self, cmd: Cmd<'_>) -> Command {
-        let file = &self.files[index(cmd)];
         let mut c = Command::new("ip");
-        c.args(["-n", &self.netns, "-batch"]).arg(file);
+        c.args(["-n", &self.netns, "-batch"])
+            .arg(&self.files[cmd.index()]);
         c
-    }
-}
-
-pub fn index(cmd: Cmd<'_>) -> usize {
-    match cmd {
-        Cmd::Start => 0,
-        Cmd::Add(_) => 1,
-        Cmd::Del(_) => 2,
-        Cmd::Stop => 3,
     }
 }
 
 impl Driver for Batch {
     fn run(&mut self, cmd: Cmd<'_>) -> Duration {
-        if let Cmd::Add(t) | Cmd::Del(t) = cmd {
-            assert_eq!(t, self.tap, "the batch was made for tap {}", self.tap);
-        }
-        let t = Instant::now();
-        let out = self.command(cmd).output().expect("spawn ip");
-        let took = t.elapsed();
-        check(&format!("ip -batch ({})", cmd.name()), &out);
-        took
+        timed(self.command(cmd), &format!("ip -batch ({})", cmd.name()))
     }
 }
 
-/// A plan's `ip` lines as `ip -batch` lines, and the lines left out (sysctls).
+/// A plan's `ip` lines as `ip -batch` lines; sysctls are left out.
 ///
 /// `ip -batch` takes no options per line, so `-6` goes: the family follows from the
-/// addresses, and an IPv6 `default` becomes `::/0`. The sysctls are left out; the one
-/// whose effect the timing depends on, `accept_dad=0` around IPv6 address additions, is
-/// kept as `nodad` on the additions it covers (as the script does), so neither the floor
-/// nor the script runs DAD where env-qemu does not.
-pub fn to_batch(plan: &str) -> (String, Vec<String>) {
+/// addresses, and an IPv6 `default` becomes `::/0`. The sysctl whose effect the timing
+/// depends on, `accept_dad=0` around IPv6 address additions, is kept as `nodad` on the
+/// additions it covers (as the script does), so neither the floor nor the script runs DAD
+/// where env-qemu does not.
+pub fn to_batch(plan: &str) -> String {
     let mut batch = String::new();
-    let mut skipped = Vec::new();
     let mut dad_off: Vec<String> = Vec::new();
     for line in plan.lines() {
         let Some(rest) = line.strip_prefix("ip ") else {
-            if let Some(knob) = line.strip_prefix("sysctl -w net.ipv6.conf.") {
-                if let Some((dev, value)) = knob.split_once(".accept_dad=") {
-                    dad_off.retain(|d| d != dev);
-                    if value == "0" {
-                        dad_off.push(dev.to_string());
-                    }
+            let knob = line.strip_prefix("sysctl -w net.ipv6.conf.");
+            if let Some((dev, value)) = knob.and_then(|k| k.split_once(".accept_dad=")) {
+                dad_off.retain(|d| d != dev);
+                if value == "0" {
+                    dad_off.push(dev.to_string());
                 }
-            }
-            if !line.trim().is_empty() && !line.starts_with('#') {
-                skipped.push(line.to_string());
             }
             continue;
         };
@@ -376,30 +351,24 @@ pub fn to_batch(plan: &str) -> (String, Vec<String>) {
             .iter()
             .position(|w| *w == "dev")
             .and_then(|i| words.get(i + 1));
-        if ipv6_add
-            && dev.is_some_and(|d| dad_off.iter().any(|o| o == d))
-            && !words.contains(&"nodad")
-        {
+        if ipv6_add && dev.is_some_and(|d| dad_off.contains(&d.to_string())) {
             words.push("nodad");
         }
         batch.push_str(&words.join(" "));
         batch.push('\n');
     }
-    (batch, skipped)
+    batch
 }
 
-/// Makes the batches from env-qemu's own plans: `start --dry-run`, then a real start,
-/// the in-process add and del of `tap` (add has no dry run), `stop --dry-run`, a real
-/// stop. Leaves the namespace as it found it.
-pub fn prepare_batch(
-    bin: &Binary,
-    inproc: &mut InProc<'_>,
-    ns: &TestNs,
-    tap: &str,
-    dir: &Path,
-) -> Batch {
+/// Makes the batches (for [`crate::lab::TAP`]) from env-qemu's own plans: `start
+/// --dry-run`, a real start, the in-process add and del (add has no dry run), `stop
+/// --dry-run`, a real stop. Leaves the namespace as it found it; the files go beside the
+/// binary's state.
+pub fn prepare_batch(ctx: &Ctx, ns: &TestNs, state_dir: &Path) -> Batch {
+    let mut bin = Binary::new(&ctx.bin, ns, state_dir);
+    let mut inproc = InProc::new(ctx, ns, state_dir);
+    let tap = crate::lab::TAP;
     let mut plans = vec![bin.dry_run(Cmd::Start)];
-    let mut bin = bin.clone();
     bin.run(Cmd::Start);
     inproc.run(Cmd::Add(tap));
     plans.push(inproc.last_plan.to_string());
@@ -407,22 +376,13 @@ pub fn prepare_batch(
     plans.push(inproc.last_plan.to_string());
     plans.push(bin.dry_run(Cmd::Stop));
     bin.run(Cmd::Stop);
-    let mut files: Vec<PathBuf> = Vec::new();
-    let mut lines: Vec<String> = Vec::new();
-    let mut skipped: Vec<Vec<String>> = Vec::new();
-    for (name, plan) in ["start", "add", "del", "stop"].iter().zip(&plans) {
-        let (batch, left_out) = to_batch(plan);
-        let path = dir.join(format!("{name}.batch"));
-        std::fs::write(&path, &batch).expect("write batch");
-        files.push(path);
-        lines.push(batch);
-        skipped.push(left_out);
+    let files =
+        ["start", "add", "del", "stop"].map(|name| bin.state_dir.join(format!("{name}.batch")));
+    for (file, plan) in files.iter().zip(&plans) {
+        std::fs::write(file, to_batch(plan)).expect("write batch");
     }
     Batch {
         netns: ns.name().to_string(),
-        tap: tap.to_string(),
-        files: files.try_into().expect("four files"),
-        lines: lines.try_into().expect("four batches"),
-        skipped: skipped.try_into().expect("four lists"),
+        files,
     }
 }

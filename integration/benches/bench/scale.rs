@@ -1,24 +1,21 @@
-//! Scale: add/del with 1 vs 500 taps already on the bridge; start/stop (and add/del) with
+//! Scale: add/del with 1 vs 500 taps already on the bridge; start/add/del/stop with
 //! 60,000 routes through another device (50,000 in 100 other tables, 10,000 in main) vs
-//! none. Two hosts each time, measured interleaved; env-qemu's state on a tmpfs. Documentation prefixes only: /32s of 203.0.113.0/24, /128s of 2001:db8:b000::/36
-//! and 2001:db8:c000::/48, none of them covering the LAN or the far host.
+//! none. Two hosts each time, measured interleaved, env-qemu's state on a tmpfs (this
+//! machine's fsyncs vary too much to see scaling through). Documentation prefixes only:
+//! /32s of 203.0.113.0/24, /128s of 2001:db8:b000::/36 and 2001:db8:c000::/48, none of
+//! them covering the LAN or the far host.
 
 use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use env_qemu_core::model::IfName;
-use env_qemu_core::observe::observe;
-use env_qemu_core::plan::{plan_start, StartRequest};
-use env_qemu_integration::session::TestDir;
 use env_qemu_integration::{TestNs, TestTmpfs};
 use nix::mount::MsFlags;
-use serde_json::{json, Value};
 
-use crate::drivers::{prepare_batch, Binary, Cmd, Driver, InProc, Script, Store, BRIDGE, UPLINK};
+use crate::drivers::{driver, Cmd, Driver, How, InProc};
 use crate::lab::{Lab, TAP};
-use crate::stats::{ms, Summary};
-use crate::timing::{interleaved, Method, Series, CMDS};
+use crate::stats::ms;
+use crate::timing::{interleaved, print_phases, Method, Series, CMDS};
 use crate::Ctx;
 
 pub const PORTS: usize = 500;
@@ -26,156 +23,111 @@ pub const MAIN_ROUTES: usize = 10_000;
 pub const TABLES: usize = 100;
 pub const ROUTES_PER_TABLE: usize = 500;
 
-/// `ip -n NS -batch FILE` of `lines`, timed.
-fn ip_batch(ns: &TestNs, lines: &str, dir: &TestDir, name: &str) -> Duration {
-    let path = dir.path().join(name);
-    std::fs::write(&path, lines).expect("write batch");
+/// `ip -n NS -batch -` of `lines`, timed.
+fn ip_batch(ns: &TestNs, lines: &str) -> Duration {
+    use std::io::Write as _;
     let t = Instant::now();
-    let out = Command::new("ip")
-        .args(["-n", ns.name(), "-batch"])
-        .arg(&path)
-        .output()
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
         .expect("spawn ip");
-    let took = t.elapsed();
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(lines.as_bytes()).expect("write the batch");
+    drop(stdin);
     assert!(
-        out.status.success(),
-        "ip -batch {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        child.wait().expect("wait for ip").success(),
+        "ip -batch failed"
     );
-    took
+    t.elapsed()
 }
 
-pub struct Ports {
-    /// (with 1 tap, with 500 taps) per method.
-    pub methods: Vec<(Series, Series)>,
-    pub attach_all: Duration,
-}
-
-impl Ports {
-    pub fn json(&self) -> Value {
-        let methods: Vec<Value> = self
-            .methods
-            .iter()
-            .map(|(one, many)| {
-                json!({
-                    "label": one.label,
-                    "ports_1": one.json()["commands"],
-                    format!("ports_{PORTS}"): many.json()["commands"],
-                })
-            })
-            .collect();
-        json!({
-            "taps_already_on_bridge": [1, PORTS],
-            "taps_in_namespace": [2, PORTS + 1],
-            "attach_499_taps_in_process_ms": ms(self.attach_all),
-            "methods": methods,
-        })
-    }
-}
-
-/// The three methods of the scale sections that keep no plan of their own, on `host`
-/// with env-qemu's state in `state`.
-fn method<'a>(
-    ctx: &'a Ctx,
-    key: &'static str,
-    label: &'static str,
-    host: &TestNs,
-    state: &std::path::Path,
-) -> Method<'a> {
-    let driver: Box<dyn Driver + 'a> = match key {
-        "binary_tmpfs" => Box::new(Binary::new(&ctx.bin, host, state)),
-        "inproc_tmpfs" => Box::new(InProc::new(&ctx.rt, host, Store::Dir(state.to_path_buf()))),
-        _ => Box::new(Script {
-            path: ctx.script.clone(),
-            netns: host.name().to_string(),
-            state_file: state.join("bridge.state"),
-        }),
-    };
-    Method {
-        driver,
-        series: Series::new(key, label),
-    }
-}
-
-/// Two hosts, measured interleaved: one with the bench tap and `p0` attached (2 taps in
-/// the namespace), one with 500 taps attached through env-qemu (so its state records
-/// them, as it would for 500 VMs).
-pub fn ports(ctx: &Ctx) -> Ports {
-    progress!("scale: add/del with 1 tap on the bridge vs {PORTS}");
+/// Two hosts, each with `methods` (label, how) measured interleaved on `cmds`; `prepare`
+/// makes the second one bigger first. Prints every method's median on the small host and
+/// on the big one, and the ratio; returns the series (small, big) per method.
+fn compare(
+    ctx: &Ctx,
+    what: &str,
+    methods: &[(&str, How)],
+    cmds: &[Cmd<'_>],
+    prepare: impl Fn(usize, &TestNs, &std::path::Path),
+) -> Vec<(Series, Series)> {
+    ctx.section(what);
     let labs = [Lab::new(false), Lab::new(false)];
-    let dirs = [TestDir::new(), TestDir::new()];
-    // State on a tmpfs: this machine's disk fsyncs vary too much to see scaling through.
     let tmpfs = TestTmpfs::mount_with("size=64M,mode=0700", MsFlags::empty());
-    let states: Vec<std::path::PathBuf> = (0..2)
-        .map(|i| tmpfs.path().join(format!("state{i}")))
-        .collect();
-    let mut attach_all = Duration::ZERO;
-    for (i, (lab, state)) in labs.iter().zip(&states).enumerate() {
-        let host = lab.host();
-        let taps = if i == 0 { 1 } else { PORTS };
-        let lines: String = (0..taps).fold(String::new(), |mut s, n| {
-            let _ = writeln!(s, "tuntap add dev p{n} mode tap");
-            s
-        });
-        ip_batch(host, &lines, &dirs[i], "taps.batch");
-        Binary::new(&ctx.bin, host, state).run(Cmd::Start);
-        let mut setup = InProc::new(&ctx.rt, host, Store::Dir(state.clone()));
-        if taps > 1 {
-            progress!("  attaching {taps} taps through env-qemu (in-process)");
-        }
-        let t = Instant::now();
-        for n in 0..taps {
-            setup.run(Cmd::Add(&format!("p{n}")));
-        }
-        attach_all = t.elapsed();
-    }
-    let labels = [
-        ("binary_tmpfs", "env-qemu binary, state on tmpfs"),
-        ("inproc_tmpfs", "env-qemu in-process, state on tmpfs"),
-        ("script", "iproute2 script"),
-    ];
-    let mut methods: Vec<Method<'_>> = labs
-        .iter()
-        .zip(&states)
-        .flat_map(|(lab, state)| {
-            labels
-                .iter()
-                .map(move |(k, l)| method(ctx, k, l, lab.host(), state))
-        })
-        .collect();
-    for m in methods.iter_mut() {
-        m.driver.run(Cmd::Add(TAP));
-        m.driver.run(Cmd::Del(TAP));
-    }
-    let n = methods.len();
-    for run in 0..ctx.scale_runs {
-        for k in 0..n {
-            let m = &mut methods[(run + k) % n];
-            m.series.record(m.driver.as_mut(), Cmd::Add(TAP));
-            m.series.record(m.driver.as_mut(), Cmd::Del(TAP));
+    let mut all: Vec<Method<'_>> = Vec::new();
+    for (i, lab) in labs.iter().enumerate() {
+        let state = tmpfs.path().join(format!("host{i}"));
+        std::fs::create_dir_all(&state).expect("state dir");
+        prepare(i, lab.host(), &state);
+        for (k, (label, how)) in methods.iter().enumerate() {
+            let state = state.join(format!("m{k}"));
+            all.push(Method::new(
+                label,
+                driver(ctx, *how, lab.host(), &state),
+                lab.host(),
+            ));
         }
     }
-    let many = methods.split_off(labels.len());
-    let methods: Vec<(Series, Series)> = methods
+    progress!("{what}: {} interleaved rounds", ctx.scale_runs);
+    interleaved(&mut all, ctx.scale_runs, cmds, what);
+    let big = all.split_off(methods.len());
+    let pairs: Vec<(Series, Series)> = all
         .into_iter()
-        .zip(many)
+        .zip(big)
         .map(|(a, b)| (a.series, b.series))
         .collect();
-    for (a, b) in &methods {
-        progress!(
-            "  {}: add {:.2} → {:.2} ms, del {:.2} → {:.2} ms (1 → {PORTS} taps, medians)",
-            a.label,
-            a.median(1),
-            b.median(1),
-            a.median(2),
-            b.median(2)
-        );
+    for (a, b) in &pairs {
+        for c in cmds {
+            let (x, y) = (a.summary(*c), b.summary(*c));
+            println!(
+                "{:<38} {:<5} {:>20} → {:>20} ({:.2}×)",
+                a.label,
+                c.name(),
+                x.cell(),
+                y.cell(),
+                y.median / x.median
+            );
+        }
+        a.print_drift();
+        b.print_drift();
     }
-    // The namespaces go with their taps, the state directories with `dirs`.
-    Ports {
-        methods,
-        attach_all,
-    }
+    pairs
+}
+
+/// add/del of the bench tap with 1 tap already on the bridge vs 500 (attached through
+/// env-qemu, so its state records them, as it would for 500 VMs).
+pub fn ports(ctx: &Ctx) {
+    let what = format!("scale: add/del with 1 tap on the bridge vs {PORTS}");
+    let methods = [
+        ("env-qemu binary", How::Binary),
+        ("iproute2 script", How::Script),
+    ];
+    compare(
+        ctx,
+        &what,
+        &methods,
+        &[Cmd::Add(TAP), Cmd::Del(TAP)],
+        |i, host, state| {
+            let taps = if i == 0 { 1 } else { PORTS };
+            let lines = (0..taps).fold(String::new(), |mut s, n| {
+                let _ = writeln!(s, "tuntap add dev p{n} mode tap");
+                s
+            });
+            ip_batch(host, &lines);
+            // Every method of this host shares the bridge; env-qemu's runs share one state.
+            driver(ctx, How::Binary, host, &state.join("m0")).run(Cmd::Start);
+            let mut inproc = InProc::new(ctx, host, &state.join("m0"));
+            let t = Instant::now();
+            for n in 0..taps {
+                inproc.run(Cmd::Add(&format!("p{n}")));
+            }
+            println!(
+                "attaching {taps} tap(s) in-process took {:.0} ms",
+                ms(t.elapsed())
+            );
+        },
+    );
 }
 
 /// 10,000 routes in main and 500 in each of 100 other tables, all through `dev`.
@@ -188,8 +140,7 @@ fn foreign_routes(dev: &str) -> String {
     for n in 250..MAIN_ROUTES {
         let _ = writeln!(s, "route add 2001:db8:c000::{n:x}/128 dev {dev}");
     }
-    for t in 0..TABLES {
-        let table = 1001 + t;
+    for table in 1001..1001 + TABLES {
         for n in 0..ROUTES_PER_TABLE / 2 {
             let _ = writeln!(s, "route add {} dev {dev} table {table}", v4(n));
             let _ = writeln!(
@@ -201,205 +152,34 @@ fn foreign_routes(dev: &str) -> String {
     s
 }
 
-/// How long reading the routes takes by other means, to tell the kernel's share from
-/// env-qemu's.
-pub struct Probes {
-    /// `ip route show table all` (both families), text to /dev/null.
-    pub ip_full_dump: Summary,
-    /// `ip route show table all dev eth0`: iproute2 asks the kernel to filter by device.
-    pub ip_filtered_dump: Summary,
-    /// NetlinkKernel::dump() alone, in-process.
-    pub netlink_dump: Summary,
-    /// observe() + plan_start(), in-process: the planner's share is the difference.
-    pub observe_and_plan: Summary,
-    pub plan_only: Summary,
-}
-
-impl Probes {
-    fn json(&self) -> Value {
-        json!({
-            "ip_route_show_table_all": self.ip_full_dump.json(),
-            "ip_route_show_table_all_dev_eth0": self.ip_filtered_dump.json(),
-            "netlink_kernel_dump": self.netlink_dump.json(),
-            "observe_and_plan_start": self.observe_and_plan.json(),
-            "plan_start_only": self.plan_only.json(),
-        })
-    }
-}
-
-fn probes(ctx: &Ctx, ns: &TestNs) -> Probes {
-    let time_cmd = |args: &[&str]| {
-        let samples: Vec<Duration> = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                let out = Command::new("ip")
-                    .args(["-n", ns.name()])
-                    .args(args)
-                    .output()
-                    .expect("spawn ip");
-                assert!(out.status.success(), "ip {}", args.join(" "));
-                t.elapsed()
-            })
-            .collect();
-        Summary::of(&samples)
-    };
-    let kernel = ns.kernel();
-    let req = StartRequest {
-        uplink: IfName::new(UPLINK).expect("name"),
-        bridge: IfName::new(BRIDGE).expect("name"),
-        shm: None,
-        foreign_manager: env_qemu_core::plan::ForeignManager::Refuse,
-    };
-    let mut dumps = Vec::new();
-    let mut both = Vec::new();
-    let mut plans = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        ctx.rt
-            .block_on(env_qemu_core::Kernel::dump(&kernel))
-            .expect("dump");
-        dumps.push(t.elapsed());
-        let t = Instant::now();
-        let snap = ctx
-            .rt
-            .block_on(observe(&kernel, &[&req.uplink], None))
-            .expect("observe");
-        let t_plan = Instant::now();
-        plan_start(&snap, &req).expect("plan");
-        plans.push(t_plan.elapsed());
-        both.push(t.elapsed());
-    }
-    Probes {
-        ip_full_dump: time_cmd(&["route", "show", "table", "all"]),
-        ip_filtered_dump: time_cmd(&["route", "show", "table", "all", "dev", UPLINK]),
-        netlink_dump: Summary::of(&dumps),
-        observe_and_plan: Summary::of(&both),
-        plan_only: Summary::of(&plans),
-    }
-}
-
-pub struct Routes {
-    /// (none, 60,000) per method.
-    pub methods: Vec<(Series, Series)>,
-    pub load: Duration,
-    pub loaded: usize,
-    pub probes_none: Probes,
-    pub probes_loaded: Probes,
-}
-
-impl Routes {
-    pub fn json(&self) -> Value {
-        let methods: Vec<Value> = self
-            .methods
-            .iter()
-            .map(|(none, many)| {
-                json!({
-                    "label": none.label,
-                    "foreign_routes_0": none.json()["commands"],
-                    "foreign_routes_60000": many.json()["commands"],
-                    "restored_exactly": none.drift.is_empty() && many.drift.is_empty(),
-                })
-            })
-            .collect();
-        json!({
-            "foreign_routes": {"main": MAIN_ROUTES, "other_tables": TABLES * ROUTES_PER_TABLE, "tables": TABLES},
-            "routes_in_namespace_after_load": self.loaded,
-            "load_with_ip_batch_ms": ms(self.load),
-            "methods": methods,
-            "probes_0": self.probes_none.json(),
-            "probes_60000": self.probes_loaded.json(),
-        })
-    }
-}
-
-/// Two hosts, measured interleaved: one with no route but its own, one with 60,000
-/// routes through another device.
-pub fn routes(ctx: &Ctx) -> Routes {
-    progress!("scale: start/add/del/stop with no foreign route vs 60,000");
-    let labs = [Lab::new(false), Lab::new(false)];
-    let dirs = [TestDir::new(), TestDir::new()];
-    // State on a tmpfs: this machine's disk fsyncs vary too much to see scaling through.
-    let tmpfs = TestTmpfs::mount_with("size=64M,mode=0700", MsFlags::empty());
-    let states: Vec<std::path::PathBuf> = (0..2)
-        .map(|i| tmpfs.path().join(format!("state{i}")))
-        .collect();
-    let mut batches = Vec::new();
-    for ((lab, dir), state) in labs.iter().zip(&dirs).zip(&states) {
-        let host = lab.host();
+/// start/add/del/stop on a host with no foreign route vs one with 60,000, through a veth
+/// of its own; the in-process phases show whether env-qemu's reads or the kernel's
+/// operations grow.
+pub fn routes(ctx: &Ctx) {
+    let routes = MAIN_ROUTES + TABLES * ROUTES_PER_TABLE;
+    let what = format!("scale: no foreign route vs {routes}");
+    let methods = [
+        ("env-qemu binary", How::Binary),
+        ("env-qemu in-process", How::InProc),
+        ("iproute2 script", How::Script),
+        ("ip -batch of env-qemu's plan", How::Batch),
+    ];
+    let pairs = compare(ctx, &what, &methods, &CMDS, |i, host, _| {
         host.ip("link add ov0 type veth peer name ov1");
         host.ip("link set ov0 up");
         host.ip("link set ov1 up");
-        let bin = Binary::new(&ctx.bin, host, state);
-        let mut inproc = InProc::new(&ctx.rt, host, Store::Dir(state.clone()));
-        batches.push(prepare_batch(&bin, &mut inproc, host, TAP, dir.path()));
-    }
-    let routes = MAIN_ROUTES + TABLES * ROUTES_PER_TABLE;
-    progress!("  loading {routes} routes with ip -batch");
-    let loaded_host = labs[1].host();
-    let load = ip_batch(
-        loaded_host,
-        &foreign_routes("ov0"),
-        &dirs[1],
-        "routes.batch",
-    );
-    let loaded = loaded_host.read_state().routes.len();
-    progress!(
-        "  loaded in {:.0} ms; {loaded} routes in the namespace",
-        ms(load)
-    );
-    let specs = [
-        ("binary_tmpfs", "env-qemu binary, state on tmpfs"),
-        ("inproc_tmpfs", "env-qemu in-process, state on tmpfs"),
-        ("script", "iproute2 script"),
-        ("batch", "ip -batch"),
-    ];
-    let mut methods: Vec<Method<'_>> = Vec::new();
-    let mut lab_refs: Vec<&Lab> = Vec::new();
-    for ((lab, state), batch) in labs.iter().zip(&states).zip(&batches) {
-        for (k, l) in specs {
-            methods.push(if k == "batch" {
-                Method {
-                    driver: Box::new(batch.clone()),
-                    series: Series::new(k, l),
-                }
-            } else {
-                method(ctx, k, l, lab.host(), state)
-            });
-            lab_refs.push(lab);
+        if i == 1 {
+            let took = ip_batch(host, &foreign_routes("ov0"));
+            let loaded = host.read_state().routes.len();
+            println!(
+                "loaded {routes} routes with ip -batch in {:.0} ms; {loaded} in the namespace",
+                ms(took)
+            );
         }
-    }
-    interleaved(
-        &mut methods,
-        &lab_refs,
-        ctx.scale_runs,
-        &CMDS,
-        "0 and 60,000 foreign routes",
-    );
-    let probes_none = probes(ctx, labs[0].host());
-    let probes_loaded = probes(ctx, loaded_host);
-    let many = methods.split_off(specs.len());
-    let methods: Vec<(Series, Series)> = methods
-        .into_iter()
-        .zip(many)
-        .map(|(a, b)| (a.series, b.series))
-        .collect();
-    for (a, b) in &methods {
-        progress!(
-            "  {}: start {:.2} → {:.2} ms, stop {:.2} → {:.2} ms, add {:.2} → {:.2} ms",
-            a.label,
-            a.median(0),
-            b.median(0),
-            a.median(3),
-            b.median(3),
-            a.median(1),
-            b.median(1)
-        );
-    }
-    Routes {
-        methods,
-        load,
-        loaded,
-        probes_none,
-        probes_loaded,
-    }
+    });
+    let (none, many) = &pairs[1];
+    println!("where the in-process time goes (medians):");
+    print_phases("in-process, no route", none, &[Cmd::Start, Cmd::Stop]);
+    let label = format!("in-process, {routes} routes");
+    print_phases(&label, many, &[Cmd::Start, Cmd::Stop]);
 }
