@@ -22,6 +22,7 @@ pub mod host;
 mod ipv6;
 mod links;
 mod neigh;
+mod networkd;
 mod nexthop;
 mod nm;
 mod ops;

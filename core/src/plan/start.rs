@@ -127,6 +127,11 @@ pub fn plan_bridged(
     if let Some(nm) = &nm {
         nm.adopt_bridge(&mut plan);
     }
+    // systemd-networkd: the bridge's runtime file while the bridge is still empty.
+    let networkd = super::host::NetworkdStart::new(pre, live, nic, br, &mut plan);
+    if let Some(nd) = &networkd {
+        nd.adopt_bridge(&mut plan);
+    }
     for a in &missing {
         plan.push(Op::AddrAdd { address: a.on(br) });
     }
@@ -188,6 +193,9 @@ pub fn plan_bridged(
     super::host::adopt(pre, live, nic, br, &mut plan);
     if let Some(nm) = &nm {
         nm.adopt_port(&mut plan);
+    }
+    if let Some(nd) = &networkd {
+        nd.adopt_port(&mut plan);
     }
     grow_tmpfs(live, req, &mut plan)?;
     Ok(plan)
@@ -419,11 +427,12 @@ pub(super) fn await_dad(dev: &IfName, added: &[Address]) -> Op {
 fn check_managers(s: &Snapshot, nic: &IfName) -> Result<(), PlanError> {
     use crate::host::Client;
     // NetworkManager is handed over where it runs a profile of its own on the NIC, and
-    // manages nothing to hand over otherwise.
+    // manages nothing to hand over otherwise; systemd-networkd where its .network file
+    // for the NIC could be read.
     let Some(c) = s
         .managers
         .of(nic)
-        .find(|c| matches!(c, Client::Networkd | Client::Unknown { .. }))
+        .find(|c| matches!(c, Client::Networkd(_) | Client::Unknown { .. }) && !c.handed_over())
     else {
         return Ok(());
     };
