@@ -101,7 +101,9 @@ pub fn host(s: &Snapshot) -> Option<&BTreeMap<PathBuf, String>> {
 pub struct RuntimeFile {
     /// The device it matches.
     pub dev: IfName,
+    /// Where it goes: [`runtime_file`] of `dev`.
     pub path: PathBuf,
+    /// Its contents.
     pub text: String,
 }
 
