@@ -115,11 +115,32 @@ impl Scenario {
     /// another metric lingers until it expires (networkd leaves a route it did not make
     /// alone): it is printed, not compared.
     fn assert_given_back(&self) {
-        let want = without_lifetimes(&self.before);
+        self.given_back(true);
+    }
+
+    /// [`Scenario::assert_given_back`]; without `ra_route`, networkd's own RA default
+    /// route is not required back, nor networkd done configuring eth0 (both printed).
+    fn given_back(&self, ra_route: bool) {
+        let mut want = without_lifetimes(&self.before);
+        let theirs: Vec<_> = want
+            .routes
+            .iter()
+            .filter(|r| r.protocol == RouteProtocol::Ra && r.dst.is_default())
+            .cloned()
+            .collect();
+        if !ra_route {
+            want.routes.retain(|r| !theirs.contains(r));
+        }
         let restored = wait_until(Duration::from_secs(30), || {
             (without_ra_copies(&self.host.ns().read_state(), &want) == want).then_some(())
         });
         let now = without_lifetimes(&self.host.ns().read_state());
+        if !ra_route {
+            let back = theirs.iter().all(|r| now.routes.contains(r));
+            eprintln!(
+                "FINDING: networkd's own RA default route back on eth0 30 s after stop: {back}"
+            );
+        }
         for r in now.routes.iter().filter(|r| !want.routes.contains(r)) {
             eprintln!("left after stop (expires by itself): {r:?}");
         }
@@ -128,7 +149,14 @@ impl Scenario {
             "eth0 not as before start (apart from lifetimes) 30 s after stop:\n{}",
             difference(&self.before, &self.host.ns().read_state())
         );
-        assert_eq!(self.link("eth0"), "routable:configured");
+        if ra_route {
+            assert_eq!(self.link("eth0"), "routable:configured");
+        } else {
+            eprintln!(
+                "FINDING: networkd on eth0 after stop: {}",
+                self.link("eth0")
+            );
+        }
         assert_eq!(self.link("lepont"), "", "lepont is gone");
         assert_eq!(self.runtime_files(), "", "runtime files left");
         let state = self
@@ -168,6 +196,9 @@ impl Scenario {
                     || l.contains("foreign")
                     || l.contains("eload")
                     || l.contains("network file")
+                    || l.contains("NDisc")
+                    || l.contains("IPv6LL")
+                    || l.contains("Reconfiguring")
             })
             .collect();
         eprintln!(
@@ -413,5 +444,75 @@ fn networkd_restarted_while_bridged() {
     assert!(acked, "no DHCPACK for eth0 after stop");
     s.assert_given_back();
     drop(s);
+    machine.assert_unchanged();
+}
+
+/// `env-qemu start` SIGKILLed in the middle of the handover: as soon as its journal holds
+/// `at` (polled every millisecond), the process is stopped and killed. networkd has no
+/// checkpoint: stop, from the saved pre-start snapshot, restores the host and removes the
+/// runtime files, and networkd renews on eth0 again. networkd's own RA default route on
+/// eth0 and its `configured` state are not required (a known gap, docs/networkd.md): the
+/// test prints them. Two kill points: the bridge's file journalled (the bridge made, nothing
+/// moved yet) and the port's (everything moved, the NIC a port networkd still runs its own
+/// file on).
+#[test]
+fn networkd_start_killed_mid_handover_is_restored_by_stop() {
+    require_netns!();
+    let machine = Footprint::take();
+    for at in [
+        r#""host":"networkd_write""#,
+        "/run/systemd/network/00-env-qemu-eth0.network",
+    ] {
+        let mut s = Scenario::new();
+        let mut child = s
+            .host
+            .env_qemu_command(Path::new(BIN), &["start", "eth0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("env-qemu start");
+        let dir = s.host.env_qemu_state_dir();
+        let journalled = || {
+            std::fs::read_dir(&dir).ok().is_some_and(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
+                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(at)))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = false;
+        while Instant::now() < deadline && !seen {
+            seen = journalled();
+            if !seen {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        // Our own child (nsenter execs env-qemu): frozen at once, then killed.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
+        child.kill().expect("SIGKILL env-qemu");
+        let status = child.wait().expect("reap env-qemu");
+        let files = s.runtime_files();
+        eprintln!(
+            "[{:7.2} s] env-qemu start SIGKILLed at {at} ({status}): runtime files {files:?}; {}",
+            s.t0.elapsed().as_secs_f64(),
+            s.networkctl(&["list", "--no-legend", "--no-pager"])
+        );
+        let stop_mark = s.lan.mark();
+        let stop = s.env_qemu(&["stop"]);
+        // networkd renews on eth0 again: at once if it ran another file there, else at T1.
+        let acked = s.lan.wait_ack(
+            stop_mark,
+            HOST_MAC,
+            s.lan.spec().lease / 2 + Duration::from_secs(10),
+        );
+        s.report("networkd_start_killed_mid_handover_is_restored_by_stop");
+        assert!(seen, "the journal never held {at}");
+        assert!(stop.success(), "{stop}");
+        // Not networkd's own RA route: see docs/networkd.md, "Limits".
+        s.given_back(false);
+        assert!(acked, "no DHCPACK for eth0 within T1 after stop");
+        drop(s);
+    }
     machine.assert_unchanged();
 }

@@ -334,6 +334,16 @@ mod tests {
     }
 
     #[test]
+    fn a_state_saved_before_the_handover_still_reads() {
+        // What detection wrote of a networkd link before it carried anything.
+        let c: crate::host::Client = serde_json::from_str(r#"{"kind":"networkd"}"#).unwrap();
+        assert_eq!(c, crate::host::Client::Networkd(Box::default()));
+        let back: crate::host::Client =
+            serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
     fn runtime_files_are_recognised() {
         let p = runtime_file(&n("lepont"));
         assert_eq!(
