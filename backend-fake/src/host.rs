@@ -82,6 +82,7 @@ struct HostState {
     last_lease: Option<SimLease>,
     /// NetworkManager, when one runs ([`SimHost::start_network_manager`]).
     nm: Option<crate::nm::SimNm>,
+    networkd: Option<crate::networkd::SimNetworkd>,
 }
 
 /// Simulated DHCP clients acting on a [`SimKernel`]. `Clone` gives another handle.
@@ -152,6 +153,39 @@ impl SimHost {
         self.lock().nm = Some(nm);
     }
 
+    /// systemd-networkd running the host's own file `path` (`text`: DHCP for `dev`), bound
+    /// at once with `lease`.
+    pub fn start_networkd(&self, dev: &IfName, lease: SimLease, path: &str, text: &str) {
+        let nd =
+            crate::networkd::SimNetworkd::new(&self.sim, dev, lease, (path.into(), text.into()));
+        self.lock().networkd = Some(nd);
+    }
+
+    /// systemd-networkd restarted: it reads its files again and configures every link.
+    pub fn restart_networkd(&self) {
+        let nd = self.lock().networkd.take();
+        if let Some(mut nd) = nd {
+            nd.restart(&self.sim);
+            self.lock().networkd = Some(nd);
+        }
+    }
+
+    /// The `.network` file systemd-networkd applies to `dev`.
+    pub fn networkd_file_on(&self, dev: &IfName) -> Option<PathBuf> {
+        self.lock()
+            .networkd
+            .as_ref()
+            .and_then(|n| n.file_on(dev).map(PathBuf::from))
+    }
+
+    /// env-qemu's runtime files left in systemd-networkd's directory, and its reloads.
+    pub fn networkd_leftovers(&self) -> (Vec<PathBuf>, u32) {
+        self.lock()
+            .networkd
+            .as_ref()
+            .map_or((Vec::new(), 0), |n| (n.runtime_files(), n.reloads))
+    }
+
     /// The UUID of the profile NetworkManager runs on `dev`.
     pub fn nm_profile_on(&self, dev: &IfName) -> Option<String> {
         self.lock().nm.as_ref().and_then(|n| n.profile_on(dev))
@@ -195,6 +229,11 @@ impl SimHost {
             if let Some(mut nm) = nm {
                 nm.tick(&self.sim);
                 self.lock().nm = Some(nm);
+            }
+            let nd = self.lock().networkd.take();
+            if let Some(mut nd) = nd {
+                nd.tick(&self.sim);
+                self.lock().networkd = Some(nd);
             }
             self.sim.advance_clock(Duration::from_secs(1));
         }
@@ -332,6 +371,9 @@ impl Host for SimHost {
         if let Some(nm) = &s.nm {
             managed.extend(nm.managers(&self.sim, devs));
         }
+        if let Some(nd) = &s.networkd {
+            managed.extend(nd.managers(&self.sim, devs));
+        }
         Ok(Managers { managed })
     }
 
@@ -363,6 +405,26 @@ impl Host for SimHost {
             let r = nm.apply(&self.sim, op);
             let mut s = self.lock();
             s.nm = Some(nm);
+            s.applied.push(op.clone());
+            return r;
+        }
+        if matches!(
+            op,
+            HostOp::NetworkdWrite { .. }
+                | HostOp::NetworkdRemove { .. }
+                | HostOp::NetworkdReload { .. }
+        ) {
+            let taken = self.lock().networkd.take();
+            let Some(mut nd) = taken else {
+                return Err(KernelError::new(
+                    ErrorKind::NotFound,
+                    op.object(),
+                    "no systemd-networkd runs here",
+                ));
+            };
+            let r = nd.apply(&self.sim, op);
+            let mut s = self.lock();
+            s.networkd = Some(nd);
             s.applied.push(op.clone());
             return r;
         }
@@ -409,7 +471,10 @@ impl Host for SimHost {
                 | HostOp::NmCheckpointDestroy { .. }
                 | HostOp::NmAdd { .. }
                 | HostOp::NmActivate { .. }
-                | HostOp::NmDelete { .. } => unreachable!("handled above"),
+                | HostOp::NmDelete { .. }
+                | HostOp::NetworkdWrite { .. }
+                | HostOp::NetworkdRemove { .. }
+                | HostOp::NetworkdReload { .. } => unreachable!("handled above"),
                 HostOp::Spawn { argv } => {
                     let dev = argv
                         .last()

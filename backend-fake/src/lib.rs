@@ -29,6 +29,7 @@ pub mod host;
 mod ipv6;
 mod links;
 mod neigh;
+mod networkd;
 mod nexthop;
 mod nm;
 mod ops;

@@ -62,7 +62,30 @@ fn start_line(client: &Client) -> (String, bool) {
             ),
             _ => ("moves its addresses and routes as they are (NetworkManager runs no profile of its own there)".into(), true),
         },
-        Client::Networkd | Client::Unknown { .. } => (REFUSED.into(), false),
+        Client::Networkd(l) => match (&l.network_file, client.handed_over()) {
+            (Some(f), _) if env_qemu_core::networkd::is_runtime_file(f) => (
+                format!(
+                    "handed over already: {} is env-qemu's runtime file, which stop removes",
+                    f.display()
+                ),
+                true,
+            ),
+            (Some(f), true) => (
+                format!(
+                    "{HANDED_OVER}: systemd-networkd runs {}'s settings on the bridge from a runtime file under {}, and the NIC as its port; stop removes them and networkd runs {} again",
+                    f.display(),
+                    env_qemu_core::networkd::RUNTIME_DIR,
+                    f.display()
+                ),
+                true,
+            ),
+            (Some(f), false) => (
+                format!("{REFUSED}: {} could not be read", f.display()),
+                false,
+            ),
+            (None, _) => (REFUSED.into(), false),
+        },
+        Client::Unknown { .. } => (REFUSED.into(), false),
     }
 }
 
@@ -133,7 +156,20 @@ mod tests {
             lease: None,
         };
         assert_eq!(start_line(&dhcpcd), (HANDED_OVER.to_string(), true));
-        assert_eq!(start_line(&Client::Networkd), (REFUSED.to_string(), false));
+        let unread = Client::Networkd(Default::default());
+        assert_eq!(start_line(&unread), (REFUSED.to_string(), false));
+        let networkd = Client::Networkd(Box::new(env_qemu_core::networkd::NetworkdLink {
+            state: Some("configured".into()),
+            network_file: Some("/etc/systemd/network/50-eth0.network".into()),
+            network: Some("[Match]\nName=eth0\n[Network]\nDHCP=yes\n".into()),
+            ..Default::default()
+        }));
+        let (line, handed) = start_line(&networkd);
+        assert!(handed, "{line}");
+        assert!(
+            line.contains("/etc/systemd/network/50-eth0.network"),
+            "{line}"
+        );
         let unknown = Client::Unknown {
             name: "udhcpc".into(),
             pid: Some(7),

@@ -64,8 +64,8 @@ pub enum Client {
     /// NetworkManager knows the device (over D-Bus): whether it manages it, and with
     /// which profile, is in its view.
     NetworkManager(Box<crate::nm::NmDevice>),
-    /// systemd-networkd owns the device.
-    Networkd,
+    /// systemd-networkd owns the device: what its state files say of it.
+    Networkd(Box<crate::networkd::NetworkdLink>),
     /// Something env-qemu cannot hand over: named, so start can refuse and say what.
     Unknown {
         /// Its name (`/proc/PID/comm`), or what revealed it.
@@ -94,7 +94,10 @@ impl Client {
                 }
                 _ => "NetworkManager (no profile active)".into(),
             },
-            Client::Networkd => "systemd-networkd".into(),
+            Client::Networkd(l) => match l.network_file.as_ref().filter(|_| l.manages()) {
+                Some(f) => format!("systemd-networkd ({})", f.display()),
+                None => "systemd-networkd".into(),
+            },
             Client::Unknown { name, pid: Some(p) } => format!("{name} (pid {p})"),
             Client::Unknown { name, pid: None } => name.clone(),
         }
@@ -111,6 +114,8 @@ impl Client {
             (Client::NetworkManager(a), Client::NetworkManager(b)) => {
                 a.profile().is_some() && a.profile() == b.profile()
             }
+            // The same .network file applied.
+            (Client::Networkd(a), Client::Networkd(b)) => a.network_file == b.network_file,
             _ => std::mem::discriminant(self) == std::mem::discriminant(other),
         }
     }
@@ -120,6 +125,7 @@ impl Client {
         match self {
             Client::Dhcpcd { .. } | Client::Dhclient { .. } => true,
             Client::NetworkManager(d) => d.manages(),
+            Client::Networkd(l) => l.manages() && l.network.is_some(),
             _ => false,
         }
     }
@@ -247,6 +253,30 @@ pub enum HostOp {
         /// The profile's name, for messages.
         id: String,
     },
+    /// Writes systemd-networkd's runtime file `path` (under
+    /// [`crate::networkd::RUNTIME_DIR`]) with `text`, atomically (a new file renamed over).
+    NetworkdWrite {
+        /// The file, under /run/systemd/network.
+        path: PathBuf,
+        /// Its whole contents.
+        text: String,
+    },
+    /// Removes env-qemu's runtime file `path` (absent already: done).
+    NetworkdRemove {
+        /// The file, under /run/systemd/network.
+        path: PathBuf,
+    },
+    /// `org.freedesktop.network1.Manager.Reload`, then a wait until networkd applies, to
+    /// each device of `wait`, its file (the link is configuring or configured with it),
+    /// and until each device of `link_local` has an IPv6 link-local address past DAD
+    /// (networkd makes it when it runs a NIC's own file again).
+    NetworkdReload {
+        /// The devices to wait for, each with the file networkd must run on it.
+        wait: Vec<(IfName, PathBuf)>,
+        /// The devices whose IPv6 link-local address networkd must make again.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        link_local: Vec<IfName>,
+    },
 }
 
 impl HostOp {
@@ -271,6 +301,10 @@ impl HostOp {
                 format!("NetworkManager profile {id} ({uuid}) on {dev}")
             }
             HostOp::NmDelete { id, uuid } => format!("NetworkManager profile {id} ({uuid})"),
+            HostOp::NetworkdWrite { path, .. } | HostOp::NetworkdRemove { path } => {
+                format!("systemd-networkd runtime file {}", path.display())
+            }
+            HostOp::NetworkdReload { .. } => "systemd-networkd (org.freedesktop.network1)".into(),
         }
     }
 }
@@ -295,6 +329,11 @@ impl fmt::Display for HostOp {
                 write!(f, "nmcli --wait 30 connection up uuid {uuid} ifname {dev}")
             }
             HostOp::NmDelete { uuid, .. } => write!(f, "nmcli connection delete uuid {uuid}"),
+            HostOp::NetworkdWrite { path, text } => {
+                write!(f, "cat > {} <<'EOF'\n{text}EOF", path.display())
+            }
+            HostOp::NetworkdRemove { path } => write!(f, "rm -f {}", path.display()),
+            HostOp::NetworkdReload { .. } => f.write_str("networkctl reload"),
         }
     }
 }

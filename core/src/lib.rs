@@ -25,6 +25,7 @@ pub mod exec;
 pub mod host;
 pub mod kernel;
 pub mod model;
+pub mod networkd;
 pub mod nm;
 pub mod observe;
 pub mod op;

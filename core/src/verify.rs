@@ -440,6 +440,7 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
         }),
     ));
     let nm = crate::nm::handover(pre, nic, br);
+    let networkd = crate::networkd::handover(pre, nic, br);
     e.links.push((
         br.clone(),
         Presence::Present(LinkExpect {
@@ -506,10 +507,27 @@ pub fn bridged(pre: &Snapshot, req: &crate::plan::StartRequest) -> Expected {
             }
             continue;
         }
+        if let (Client::Networkd(_), Some(h)) = (c, &networkd) {
+            // networkd runs env-qemu's runtime files on the bridge and on the NIC.
+            for f in [&h.bridge, &h.port] {
+                e.managed
+                    .push((f.dev.clone(), networkd_running(&f.path), true));
+            }
+            continue;
+        }
         e.managed.push((nic.clone(), c.clone(), false));
         e.managed.push((br.clone(), c.clone(), true));
     }
     e
+}
+
+/// systemd-networkd applying `file` to a device, as a detection reports it.
+fn networkd_running(file: &std::path::Path) -> Client {
+    Client::Networkd(Box::new(crate::networkd::NetworkdLink {
+        state: Some("configured".into()),
+        network_file: Some(file.to_path_buf()),
+        ..Default::default()
+    }))
 }
 
 /// NetworkManager running profile `p` on its device, as a detection reports it.

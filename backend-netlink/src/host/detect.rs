@@ -354,24 +354,30 @@ fn network_manager(scan: &Scan, nm: &Proc, bus: Option<&str>, found: &mut Found<
 }
 
 /// systemd-networkd manages a link unless its state file says `ADMIN_STATE=unmanaged`
-/// (no .network file matched it). A device that does not exist is nobody's yet.
+/// (no .network file matched it). A device that does not exist is nobody's yet. What its
+/// state files say (the `.network` file applied, the lease and its IAID) is read only
+/// where networkd sees the same files as env-qemu.
 fn networkd_links(scan: &Scan, networkd: &Proc, found: &mut Found<'_>) {
-    let dir = Path::new("/run/systemd/netif/links");
+    let dir = Path::new(super::networkd::LINKS);
     let readable = process::sees_same(scan, networkd.pid, dir);
     for dev in found.devs {
         let Some(index) = if_index(dev) else {
             continue;
         };
-        let state = fs::read_to_string(dir.join(index.to_string())).unwrap_or_default();
-        if readable && state.lines().any(|l| l == "ADMIN_STATE=unmanaged") {
+        let link = if readable {
+            super::networkd::link(index).unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        if link.state.as_deref() == Some("unmanaged") {
             continue;
         }
-        found.add(dev, Client::Networkd);
+        found.add(dev, Client::Networkd(Box::new(link)));
     }
 }
 
 /// The index of interface `dev` in the calling thread's namespace.
-fn if_index(dev: &IfName) -> Option<u32> {
+pub(crate) fn if_index(dev: &IfName) -> Option<u32> {
     let name = std::ffi::CString::new(dev.as_str()).ok()?;
     // SAFETY: a NUL-terminated string that lives across the call.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };

@@ -4,6 +4,7 @@
 //! - `detect`: who manages each device;
 //! - `dhcpcd`: its files and control socket (the wire format of 9.4.1);
 //! - `dhclient`: its command line and lease file;
+//! - `nm`, `networkd`: NetworkManager and systemd-networkd, over D-Bus and their files;
 //! - `process`: /proc, a checked SIGTERM, a detached start;
 //! - `error`: the failure type and its one conversion into [`KernelError`].
 //!
@@ -18,6 +19,7 @@ mod detect;
 mod dhclient;
 mod dhcpcd;
 mod error;
+mod networkd;
 mod nm;
 mod process;
 
@@ -159,6 +161,20 @@ fn perform(op: &HostOp, inode: u64, bus: Option<&str>) -> Result<(), HostFailure
             uuid, dev, until, ..
         } => network_manager(inode, bus)?.activate(uuid, dev, until),
         HostOp::NmDelete { uuid, .. } => network_manager(inode, bus)?.delete(uuid),
+        HostOp::NetworkdWrite { path, text } => networkd::write(path, text),
+        HostOp::NetworkdRemove { path } => networkd::remove(path),
+        HostOp::NetworkdReload { wait, link_local } => {
+            let scan = process::scan(inode)
+                .map_err(|e| HostFailure::io(&e, "read /proc", "run env-qemu as root"))?;
+            let pid = scan.named("systemd-network").next().map(|p| p.pid).ok_or_else(|| {
+                HostFailure::new(
+                    ErrorKind::NotFound,
+                    "systemd-networkd does not run in this network namespace",
+                    "start it again (`systemctl start systemd-networkd`), then run the command again",
+                )
+            })?;
+            networkd::reload(bus.unwrap_or(nm::DEFAULT_BUS), pid, wait, link_local)
+        }
     }
 }
 

@@ -334,6 +334,137 @@ impl NmStop {
     }
 }
 
+/// systemd-networkd's part of `start` (docs/networkd.md): the bridge's runtime file and a
+/// reload once the bridge is up and empty (networkd drops a link's foreign configuration
+/// when it starts configuring it: an empty bridge loses nothing), the port's once the NIC
+/// is a port carrying nothing. Each step is planned only if the live state lacks it: a
+/// file is written unless it is there with the same text, a reload unless networkd
+/// applies the file to the device already.
+pub(super) struct NetworkdStart {
+    h: crate::networkd::Handover,
+    /// env-qemu's runtime files present; `None`: networkd does not run now.
+    live: Option<std::collections::BTreeMap<std::path::PathBuf, String>>,
+    bridge_runs: bool,
+    port_runs: bool,
+}
+
+impl NetworkdStart {
+    pub(super) fn new(
+        pre: &Snapshot,
+        live: &Snapshot,
+        nic: &IfName,
+        br: &IfName,
+        plan: &mut Plan,
+    ) -> Option<NetworkdStart> {
+        let h = crate::networkd::handover(pre, nic, br)?;
+        let files = crate::networkd::host(live).cloned();
+        if files.is_none() {
+            plan.notes.push(format!(
+                "systemd-networkd managed {nic} with {} but does not run now: nothing will renew the lease on {br}",
+                h.original.display()
+            ));
+        }
+        let runs = |f: &crate::networkd::RuntimeFile| {
+            crate::networkd::link(live, &f.dev).is_some_and(|l| l.runs(&f.path))
+        };
+        Some(NetworkdStart {
+            bridge_runs: runs(&h.bridge),
+            port_runs: runs(&h.port),
+            h,
+            live: files,
+        })
+    }
+
+    fn hand(&self, f: &crate::networkd::RuntimeFile, runs: bool, plan: &mut Plan) {
+        let Some(files) = &self.live else {
+            return;
+        };
+        if runs {
+            return;
+        }
+        if files.get(&f.path) != Some(&f.text) {
+            plan.push(host(HostOp::NetworkdWrite {
+                path: f.path.clone(),
+                text: f.text.clone(),
+            }));
+        }
+        plan.push(host(HostOp::NetworkdReload {
+            wait: vec![(f.dev.clone(), f.path.clone())],
+            link_local: vec![],
+        }));
+    }
+
+    /// Once the bridge is up and before any address is on it.
+    pub(super) fn adopt_bridge(&self, plan: &mut Plan) {
+        self.hand(&self.h.bridge, self.bridge_runs, plan);
+    }
+
+    /// Once the NIC is a port carrying nothing.
+    pub(super) fn adopt_port(&self, plan: &mut Plan) {
+        self.hand(&self.h.port, self.port_runs, plan);
+    }
+}
+
+/// Whether stop gives the NIC back to networkd (it does not run the NIC's own file now).
+pub(super) fn networkd_reclaims(
+    pre: &Snapshot,
+    live: &Snapshot,
+    nic: &IfName,
+    br: &IfName,
+) -> bool {
+    let Some(h) = crate::networkd::handover(pre, nic, br) else {
+        return false;
+    };
+    crate::networkd::host(live).is_some()
+        && !crate::networkd::link(live, nic).is_some_and(|l| l.runs(&h.original))
+}
+
+/// systemd-networkd's part of `stop`: once env-qemu has moved everything back and the
+/// bridge is gone, env-qemu's runtime files removed and a reload, until networkd applies
+/// the NIC's own file to it again (it then renews the lease on the NIC).
+pub(super) fn networkd_stop(
+    pre: &Snapshot,
+    live: &Snapshot,
+    nic: &IfName,
+    br: &IfName,
+    plan: &mut Plan,
+) {
+    let Some(h) = crate::networkd::handover(pre, nic, br) else {
+        return;
+    };
+    let Some(files) = crate::networkd::host(live) else {
+        if crate::networkd::host(pre).is_some() {
+            plan.notes.push(format!(
+                "systemd-networkd does not run now: remove {} and {} if they are still there before it starts",
+                h.bridge.path.display(),
+                h.port.path.display()
+            ));
+        }
+        return;
+    };
+    let mut changed = false;
+    for f in [&h.port, &h.bridge] {
+        if files.contains_key(&f.path) {
+            plan.push(host(HostOp::NetworkdRemove {
+                path: f.path.clone(),
+            }));
+            changed = true;
+        }
+    }
+    let back = crate::networkd::link(live, nic).is_some_and(|l| l.runs(&h.original));
+    if changed || !back {
+        let link_local = pre.net.addresses_of(nic).any(|a| a.is_link_local());
+        plan.push(host(HostOp::NetworkdReload {
+            wait: vec![(nic.clone(), h.original)],
+            link_local: if link_local {
+                vec![nic.clone()]
+            } else {
+                vec![]
+            },
+        }));
+    }
+}
+
 /// A dhclient command line for another interface: the interface argument, and the
 /// per-interface pid and lease file names (`/run/dhclient.eth0.pid`) that ifupdown
 /// derives from it, now name `to`.

@@ -90,10 +90,12 @@ pub fn plan_bridged(
     if let Some(nm) = &nm {
         nm.checkpoint(&mut plan);
     }
+    let networkd = super::host::NetworkdStart::new(pre, live, nic, br, &mut plan);
     let bridge = live.net.link(br);
     make_bridge(&mut plan, was, br, bridge)?;
     take_ipv6_knobs(pre, live, (nic, br), bridge.is_some(), &mut plan);
-    let moved = address_bridge(pre, live, was, br, nm.as_ref(), &mut plan);
+    let managers = (nm.as_ref(), networkd.as_ref());
+    let moved = address_bridge(pre, live, was, br, managers, &mut plan);
     copy_statics(pre, live, (nic, br), &mut plan);
     enslave(live, now, br, &mut plan)?;
     move_routes(pre, live, (nic, br), &moved, &mut plan);
@@ -101,6 +103,9 @@ pub fn plan_bridged(
     super::host::adopt(pre, live, nic, br, &mut plan);
     if let Some(nm) = &nm {
         nm.adopt_port(&mut plan);
+    }
+    if let Some(nd) = &networkd {
+        nd.adopt_port(&mut plan);
     }
     grow_tmpfs(live, req, &mut plan)?;
     Ok(plan)
@@ -139,7 +144,10 @@ fn address_bridge(
     live: &Snapshot,
     was: &Link,
     br: &IfName,
-    nm: Option<&super::host::NmStart>,
+    (nm, networkd): (
+        Option<&super::host::NmStart>,
+        Option<&super::host::NetworkdStart>,
+    ),
     plan: &mut Plan,
 ) -> Vec<Address> {
     let nic = &was.name;
@@ -166,6 +174,10 @@ fn address_bridge(
     }
     if let Some(nm) = nm {
         nm.adopt_bridge(plan);
+    }
+    // systemd-networkd: the bridge's runtime file while the bridge is still empty.
+    if let Some(nd) = networkd {
+        nd.adopt_bridge(plan);
     }
     for a in &missing {
         plan.push(Op::AddrAdd { address: a.on(br) });
@@ -461,11 +473,12 @@ pub(super) fn await_dad(dev: &IfName, added: &[Address]) -> Op {
 fn check_managers(s: &Snapshot, nic: &IfName) -> Result<(), PlanError> {
     use crate::host::Client;
     // NetworkManager is handed over where it runs a profile of its own on the NIC, and
-    // manages nothing to hand over otherwise.
+    // manages nothing to hand over otherwise; systemd-networkd where its .network file
+    // for the NIC could be read.
     let Some(c) = s
         .managers
         .of(nic)
-        .find(|c| matches!(c, Client::Networkd | Client::Unknown { .. }))
+        .find(|c| matches!(c, Client::Networkd(_) | Client::Unknown { .. }) && !c.handed_over())
     else {
         return Ok(());
     };

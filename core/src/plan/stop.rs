@@ -70,7 +70,9 @@ pub fn plan_stop(
     }
     match (pre.net.link(nic), live.net.link(nic)) {
         (Some(was), Some(now)) => {
-            let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates) {
+            let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates)
+                || super::host::networkd_reclaims(pre, live, nic, br)
+            {
                 LinkLocal::Nm
             } else {
                 LinkLocal::Env
@@ -87,6 +89,10 @@ pub fn plan_stop(
     delete_bridge(pre, live, (nic, br), &mut plan);
     if let Some(nm) = &nm {
         nm.finish(&mut plan);
+    }
+    // systemd-networkd runs the NIC's own file again once the bridge is gone.
+    if live.net.link(nic).is_some() {
+        super::host::networkd_stop(pre, live, nic, br, &mut plan);
     }
     // The NIC's client back on it, once the bridge is gone (a client started while the
     // NIC is still a port sees its replies taken by the bridge).
@@ -168,6 +174,10 @@ enum LinkLocal {
     /// NetworkManager, when it activates the NIC's profile again: it makes the same
     /// address (same interface, profile and secret), with DAD. env-qemu's copy would
     /// only wait on NM's DAD (1–2 s, measured) with the bridge's IPv4 still in the way.
+    /// systemd-networkd too, when it runs the NIC's own file again: it turns the
+    /// kernel's address generation back on, and starts its router discovery only once it
+    /// sees a link-local address appear (one already there, env-qemu's, leaves it
+    /// waiting, measured with systemd 252: no RA route, no SLAAC renewal).
     Nm,
 }
 

@@ -41,17 +41,23 @@ pub enum Manager {
     /// NetworkManager 1.42 (`--no-daemon`, internal DHCP client, its own SLAAC) with a
     /// keyfile profile `eqt-eth0` (ipv4 and ipv6 auto), on a private dbus-daemon.
     NetworkManager,
+    /// systemd-networkd 252 (`/lib/systemd/systemd-networkd`, without systemd as PID 1)
+    /// with `/etc/systemd/network/50-eqt-eth0.network` (`DHCP=ipv4`, its own SLAAC), on a
+    /// private dbus-daemon where it owns `org.freedesktop.network1`. Started as root, it
+    /// drops to the `systemd-network` user, as under systemd.
+    Networkd,
     /// No daemon: kernel SLAAC with privacy addresses (`accept_ra=2`, `autoconf=1`,
     /// `use_tempaddr=2` on eth0). IPv6 only.
     KernelSlaac,
 }
 
 impl Manager {
-    pub const ALL: [Manager; 5] = [
+    pub const ALL: [Manager; 6] = [
         Manager::DhcpcdManager,
         Manager::DhcpcdPerInterface,
         Manager::Dhclient,
         Manager::NetworkManager,
+        Manager::Networkd,
         Manager::KernelSlaac,
     ];
 
@@ -63,6 +69,7 @@ impl Manager {
     fn holder_kind(self) -> HolderKind {
         match self {
             Manager::NetworkManager => HolderKind::NetworkManager,
+            Manager::Networkd => HolderKind::Networkd,
             _ => HolderKind::Plain,
         }
     }
@@ -258,6 +265,7 @@ impl ClientHost {
                 self.spawn("dhclient", &mut cmd);
             }
             Manager::NetworkManager => self.launch_network_manager(),
+            Manager::Networkd => self.launch_networkd(),
             Manager::KernelSlaac => {
                 self.ns.ip(&format!("link set {UPLINK} up"));
                 self.started = Instant::now();
@@ -282,6 +290,80 @@ impl ClientHost {
     /// dbus-daemon on the private /run/dbus/system_bus_socket (and a socket in the test
     /// directory for clients outside the holder), then NetworkManager.
     fn launch_network_manager(&mut self) {
+        self.launch_dbus();
+        let dir = self.dir.path().to_path_buf();
+        let log = |name: &str| std::fs::File::create(dir.join(name)).expect("create log");
+        self.holder
+            .write("/etc/NetworkManager/NetworkManager.conf", NM_CONF);
+        let profile = "/etc/NetworkManager/system-connections/eqt-eth0.nmconnection";
+        self.holder.write(profile, NM_PROFILE);
+        // NetworkManager ignores a keyfile that others may read.
+        self.holder.run("chmod", &["600", profile]).expect("chmod");
+        self.holder
+            .run("mkdir", &["-p", "/run/eqt-nm-empty"])
+            .expect("mkdir");
+        self.started = Instant::now();
+        self.spawn_network_manager(log("nm.log"));
+    }
+
+    /// The private dbus-daemon, then systemd-networkd with the host's `.network` file.
+    fn launch_networkd(&mut self) {
+        self.launch_dbus();
+        self.holder.write(NETWORKD_PROFILE_PATH, NETWORKD_PROFILE);
+        let log = std::fs::File::create(self.dir.join("networkd.log")).expect("create log");
+        self.started = Instant::now();
+        self.spawn_networkd(log);
+    }
+
+    /// systemd-networkd in the holder, its debug log to `log`.
+    fn spawn_networkd(&mut self, log: std::fs::File) {
+        let mut cmd = self.holder.command(NETWORKD);
+        cmd.env("SYSTEMD_LOG_LEVEL", "debug")
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .env("SYSTEMD_LOG_TIME", "1")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.spawn("systemd-networkd", &mut cmd);
+    }
+
+    /// Ends systemd-networkd (SIGTERM by PID once `ip netns identify` names the host's
+    /// namespace, SIGKILL after 10 s) and starts it again in the same holder, as its
+    /// service manager restarts it: /run (runtime `.network` files, state files) stays.
+    pub fn restart_networkd(&mut self) {
+        assert_eq!(self.spec.manager, Manager::Networkd);
+        self.end_launched("systemd-networkd", nix::sys::signal::Signal::SIGTERM);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("networkd.log"))
+            .expect("open networkd.log");
+        self.spawn_networkd(log);
+    }
+
+    /// Ends the launched process `name` with `signal` (SIGKILL after 10 s), after `ip
+    /// netns identify` named the host's namespace, and reaps it.
+    fn end_launched(&mut self, name: &str, signal: nix::sys::signal::Signal) {
+        let at = self
+            .launched
+            .iter()
+            .position(|g| g.name() == name)
+            .unwrap_or_else(|| panic!("{name} was launched"));
+        let mut daemon = self.launched.remove(at);
+        let process =
+            crate::hosts::process::NsProcess::open(daemon.pid()).expect("the daemon runs");
+        process
+            .signal_in(self.ns.name(), signal)
+            .unwrap_or_else(|e| panic!("signal {name}: {e}"));
+        if !process.wait_exit(Duration::from_secs(10)) {
+            process
+                .signal_in(self.ns.name(), nix::sys::signal::Signal::SIGKILL)
+                .unwrap_or_else(|e| panic!("SIGKILL {name}: {e}"));
+        }
+        daemon.terminate(Duration::from_secs(5));
+    }
+
+    /// dbus-daemon on the private /run/dbus/system_bus_socket and on a socket in the test
+    /// directory (for clients outside the holder).
+    fn launch_dbus(&mut self) {
         let outside_bus = self.dir.join("bus");
         let conf = self.dir.join("dbus.conf");
         std::fs::write(&conf, dbus_config(&outside_bus)).expect("write dbus.conf");
@@ -301,17 +383,6 @@ impl ClientHost {
             listening.is_some(),
             "dbus-daemon did not listen within 10 s"
         );
-        self.holder
-            .write("/etc/NetworkManager/NetworkManager.conf", NM_CONF);
-        let profile = "/etc/NetworkManager/system-connections/eqt-eth0.nmconnection";
-        self.holder.write(profile, NM_PROFILE);
-        // NetworkManager ignores a keyfile that others may read.
-        self.holder.run("chmod", &["600", profile]).expect("chmod");
-        self.holder
-            .run("mkdir", &["-p", "/run/eqt-nm-empty"])
-            .expect("mkdir");
-        self.started = Instant::now();
-        self.spawn_network_manager(log("nm.log"));
     }
 
     /// NetworkManager in the holder, its log to `log`.
@@ -335,23 +406,7 @@ impl ClientHost {
     /// daemon restarted by its service manager. Its log goes on in the same file.
     pub fn restart_network_manager(&mut self, signal: nix::sys::signal::Signal) {
         assert_eq!(self.spec.manager, Manager::NetworkManager);
-        let at = self
-            .launched
-            .iter()
-            .position(|g| g.name() == "NetworkManager")
-            .expect("NetworkManager was launched");
-        let mut nm = self.launched.remove(at);
-        let process =
-            crate::hosts::process::NsProcess::open(nm.pid()).expect("NetworkManager runs");
-        process
-            .signal_in(self.ns.name(), signal)
-            .expect("signal NetworkManager");
-        if !process.wait_exit(Duration::from_secs(10)) {
-            process
-                .signal_in(self.ns.name(), nix::sys::signal::Signal::SIGKILL)
-                .expect("SIGKILL NetworkManager");
-        }
-        nm.terminate(Duration::from_secs(5));
+        self.end_launched("NetworkManager", signal);
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.join("nm.log"))
@@ -402,19 +457,20 @@ impl ClientHost {
             Manager::DhcpcdManager | Manager::DhcpcdPerInterface => "dhcpcd.log".to_string(),
             Manager::Dhclient => format!("dhclient.{UPLINK}.log"),
             Manager::NetworkManager => "nm.log".to_string(),
+            Manager::Networkd => "networkd.log".to_string(),
             Manager::KernelSlaac => return None,
         };
         Some(LogFile::new(self.dir.join(&name)))
     }
 
-    /// Where the daemon writes its PID, inside the host (`None`: NetworkManager and
-    /// kernel SLAAC write none).
+    /// Where the daemon writes its PID, inside the host (`None`: NetworkManager,
+    /// networkd and kernel SLAAC write none).
     pub fn pid_file(&self) -> Option<String> {
         match self.spec.manager {
             Manager::DhcpcdManager => Some("/run/dhcpcd/pid".into()),
             Manager::DhcpcdPerInterface => Some(format!("/run/dhcpcd/{UPLINK}.pid")),
             Manager::Dhclient => Some(format!("/run/dhclient.{UPLINK}.pid")),
-            Manager::NetworkManager | Manager::KernelSlaac => None,
+            Manager::NetworkManager | Manager::Networkd | Manager::KernelSlaac => None,
         }
     }
 
@@ -426,6 +482,11 @@ impl ClientHost {
                 .iter()
                 .find(|g| g.name() == "NetworkManager")
                 .map(ChildGuard::pid),
+            Manager::Networkd => self
+                .launched
+                .iter()
+                .find(|g| g.name() == "systemd-networkd")
+                .map(ChildGuard::pid),
             Manager::KernelSlaac => None,
             _ => self
                 .holder
@@ -435,10 +496,13 @@ impl ClientHost {
     }
 
     /// The D-Bus address of the host's private system bus from outside the holder (a
-    /// socket in the test directory); `None` unless NetworkManager runs.
+    /// socket in the test directory); `None` unless NetworkManager or networkd runs.
     pub fn bus_address(&self) -> Option<String> {
-        (self.spec.manager == Manager::NetworkManager)
-            .then(|| format!("unix:path={}", self.dir.join("bus").display()))
+        matches!(
+            self.spec.manager,
+            Manager::NetworkManager | Manager::Networkd
+        )
+        .then(|| format!("unix:path={}", self.dir.join("bus").display()))
     }
 
     /// Every process in the host's network namespace.
@@ -641,7 +705,8 @@ fn lifetime(v: &Value) -> Option<u32> {
         .and_then(|s| u32::try_from(s).ok())
 }
 
-/// The private bus: root may do anything; it listens on the holder's
+/// The private bus: root may do anything, `systemd-network` may connect (networkd owns
+/// `org.freedesktop.network1` after dropping to that user); it listens on the holder's
 /// /run/dbus/system_bus_socket (what NetworkManager, nmcli and env-qemu inside the host
 /// use) and on `outside` (for tests outside the holder). No service activation.
 fn dbus_config(outside: &Path) -> String {
@@ -655,6 +720,7 @@ fn dbus_config(outside: &Path) -> String {
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="root"/>
+    <allow user="systemd-network"/>
     <allow own="*"/>
     <allow send_type="method_call"/>
     <allow send_type="signal"/>
@@ -693,6 +759,23 @@ audit=false
 
 [connectivity]
 enabled=false
+";
+
+/// systemd-networkd's program, as Debian installs it.
+const NETWORKD: &str = "/lib/systemd/systemd-networkd";
+
+/// Where the host's own `.network` file for eth0 is (the holder's tmpfs over
+/// /etc/systemd/network).
+pub const NETWORKD_PROFILE_PATH: &str = "/etc/systemd/network/50-eqt-eth0.network";
+
+/// The host's `.network` file for eth0: DHCPv4 and networkd's own SLAAC, as a server's.
+const NETWORKD_PROFILE: &str = "\
+[Match]
+Name=eth0
+
+[Network]
+DHCP=ipv4
+IPv6AcceptRA=yes
 ";
 
 /// The profile that owns eth0: DHCPv4 and SLAAC (stable privacy), as a desktop's.

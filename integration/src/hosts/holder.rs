@@ -12,6 +12,9 @@
 //! - for NetworkManager ([`HolderKind::NetworkManager`]): tmpfs over `/etc/NetworkManager`
 //!   (none of the machine's profiles) and `/var/lib/NetworkManager`, `/sys` read-only
 //!   (NM then logs "no udev" and manages the veth), `/run/dbus` for a private bus;
+//! - for systemd-networkd ([`HolderKind::Networkd`]): tmpfs over `/etc/systemd/network`
+//!   (none of the machine's `.network` files) and `/var/lib/systemd`, `/sys` read-only
+//!   (networkd then waits for no udev), `/run/dbus` for a private bus;
 //! - the hostname set in the private UTS namespace (hooks may call `hostname`).
 //!
 //! Every mount is made with `mount -n` in the private namespace, its source named
@@ -39,6 +42,7 @@ pub const PRIVATE_SYSTEM_BUS: &str = "unix:path=/run/dbus/system_bus_socket";
 /// packages make them), as a holder never creates anything outside its own mounts.
 const HIDDEN_DIRS: [&str; 2] = ["/var/lib/dhcpcd", "/var/lib/dhcp"];
 const HIDDEN_DIRS_NM: [&str; 2] = ["/etc/NetworkManager", "/var/lib/NetworkManager"];
+const HIDDEN_DIRS_NETWORKD: [&str; 2] = ["/etc/systemd/network", "/var/lib/systemd"];
 
 /// What the holder prepares besides the common part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,8 @@ pub enum HolderKind {
     Plain,
     /// NetworkManager and its private dbus-daemon.
     NetworkManager,
+    /// systemd-networkd and its private dbus-daemon.
+    Networkd,
 }
 
 /// Runs inside `ip netns exec NS unshare -m -u --propagation private`:
@@ -76,6 +82,13 @@ if [ "$kind" = nm ]; then
   mount -n -o remount,bind,ro /sys
   mkdir -p /run/dbus /run/NetworkManager /etc/NetworkManager/conf.d /etc/NetworkManager/system-connections
 fi
+if [ "$kind" = networkd ]; then
+  mount -n -t tmpfs -o mode=0755 "env-qemu-test-$name-networkd-etc" /etc/systemd/network
+  mount -n -t tmpfs -o mode=0755 "env-qemu-test-$name-systemd-lib" /var/lib/systemd
+  mount -n -o remount,bind,ro /sys
+  mkdir -p /run/dbus /run/systemd/network /run/systemd/netif
+  chown systemd-network:systemd-network /run/systemd/netif
+fi
 : > "$ready"
 exec sleep infinity
 "#;
@@ -96,8 +109,10 @@ impl Holder {
     /// file. Returns once the mounts are in place and checked from outside.
     pub fn start(ns: &TestNs, dir: &Path, kind: HolderKind) -> Holder {
         let mut needed: Vec<&str> = HIDDEN_DIRS.to_vec();
-        if kind == HolderKind::NetworkManager {
-            needed.extend(HIDDEN_DIRS_NM);
+        match kind {
+            HolderKind::NetworkManager => needed.extend(HIDDEN_DIRS_NM),
+            HolderKind::Networkd => needed.extend(HIDDEN_DIRS_NETWORKD),
+            HolderKind::Plain => {}
         }
         for d in needed {
             assert!(
@@ -118,6 +133,7 @@ impl Holder {
             .arg(match kind {
                 HolderKind::Plain => "plain",
                 HolderKind::NetworkManager => "nm",
+                HolderKind::Networkd => "networkd",
             })
             .args([caller("net"), caller("mnt"), caller("uts")])
             .stdin(Stdio::null())

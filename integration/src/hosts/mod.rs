@@ -43,7 +43,9 @@ pub mod probe;
 pub mod process;
 mod watched;
 
-pub use client::{ClientHost, EnvQemuRun, HostSpec, Manager, Up, V4Lease, V6Addr};
+pub use client::{
+    ClientHost, EnvQemuRun, HostSpec, Manager, Up, V4Lease, V6Addr, NETWORKD_PROFILE_PATH,
+};
 pub use footprint::Footprint;
 pub use holder::{Holder, HolderKind};
 pub use lan::{DhcpEvent, Lan, LanSpec, Lease, RaPreference};
