@@ -7,7 +7,9 @@
 //! needs no raw socket. A probe needs the host's address, a route back to the source and
 //! working neighbour entries on both sides, as an ICMP echo would.
 
+use std::collections::HashSet;
 use std::fs::File;
+use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,8 +24,9 @@ use crate::TestNs;
 
 /// Marks the pinger's datagrams (the streams use another magic).
 const MAGIC: u32 = 0x7069_6e67;
-/// A probe not answered within this time (or before the next one is due) is lost.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the pinger waits, after its last probe, for the echoes still on their way.
+/// A probe is lost when its echo never arrives (a late one counts).
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What one source measured towards one target.
 #[derive(Debug, Clone)]
@@ -159,59 +162,59 @@ fn probe(
     };
     let sock = UdpSocket::bind(any).expect("bind probe socket");
     let to = SocketAddr::new(target, echo_port(&target));
-    let timeout = TIMEOUT.min(every);
-    let mut report = TargetReport {
-        from: label.to_string(),
-        target,
-        sent: 0,
-        lost: 0,
-        lost_at: Vec::new(),
-        send_errors: 0,
-    };
+    let mut answered = HashSet::new();
+    let mut send_errors = 0;
     let mut seq: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
-        let at = t0 + every * seq;
-        if let Some(wait) = at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
         let mut msg = [0u8; 8];
         msg[..4].copy_from_slice(&seq.to_be_bytes());
         msg[4..].copy_from_slice(&MAGIC.to_be_bytes());
-        report.sent += 1;
-        let answered = if sock.send_to(&msg, to).is_err() {
-            report.send_errors += 1;
-            false
-        } else {
-            wait_echo(&sock, seq, Instant::now() + timeout)
-        };
-        if !answered {
-            report.lost += 1;
-            report.lost_at.push(at - t0);
+        if sock.send_to(&msg, to).is_err() {
+            send_errors += 1;
         }
         seq += 1;
+        collect_echoes(&sock, t0 + every * seq, &mut answered);
     }
-    report
+    // The last probes' echoes, and any an overloaded machine delayed.
+    collect_echoes(&sock, Instant::now() + TIMEOUT, &mut answered);
+    let lost_at: Vec<Duration> = (0..seq)
+        .filter(|s| !answered.contains(s))
+        .map(|s| every * s)
+        .collect();
+    TargetReport {
+        from: label.to_string(),
+        target,
+        sent: seq,
+        lost: lost_at.len() as u32,
+        lost_at,
+        send_errors,
+    }
 }
 
-/// Whether the echo of `seq` arrives before `deadline` (older echoes are skipped).
-fn wait_echo(sock: &UdpSocket, seq: u32, deadline: Instant) -> bool {
+/// Reads echoes into `answered` (their sequence numbers) until `until`. An echo counts
+/// whenever it arrives: a probe is lost only if its echo never comes, so a prober or echo
+/// server the scheduler stalled on a loaded machine is no outage.
+fn collect_echoes(sock: &UdpSocket, until: Instant, answered: &mut HashSet<u32>) {
     let mut buf = [0u8; 64];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return false;
+            return;
         }
         sock.set_read_timeout(Some(left)).expect("read timeout");
         match sock.recv_from(&mut buf) {
             Ok((8, _)) => {
                 let got = u32::from_be_bytes(buf[..4].try_into().expect("4 bytes"));
                 let magic = u32::from_be_bytes(buf[4..8].try_into().expect("4 bytes"));
-                if magic == MAGIC && got == seq {
-                    return true;
+                if magic == MAGIC {
+                    answered.insert(got);
                 }
             }
             Ok(_) => {}
-            Err(_) => return false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return,
+            // An ICMP error (port or host unreachable) reported on the socket: that probe
+            // is simply not answered.
+            Err(_) => {}
         }
     }
 }
