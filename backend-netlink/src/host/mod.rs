@@ -5,6 +5,7 @@
 //! - `dhcpcd`: its files and control socket (the wire format of 9.4.1);
 //! - `dhclient`: its command line and lease file;
 //! - `nm`, `networkd`: NetworkManager and systemd-networkd, over D-Bus and their files;
+//! - `bus`: the D-Bus connection and failure wording those two share;
 //! - `process`: /proc, a checked SIGTERM, a detached start;
 //! - `error`: the failure type and its one conversion into [`KernelError`].
 //!
@@ -15,6 +16,7 @@
 //! indexes are the namespace's. The mount namespace stays env-qemu's: the /run it reads
 //! is its own, and a program whose files are in another is reported, not guessed at.
 
+mod bus;
 mod detect;
 mod dhclient;
 mod dhcpcd;

@@ -132,18 +132,7 @@ pub(crate) fn remove(path: &Path) -> Result<(), HostFailure> {
 }
 
 fn failure(e: &zbus::Error, what: &str, fix: &str) -> HostFailure {
-    let detail = match e {
-        zbus::Error::MethodError(name, msg, _) => format!(
-            "{what}: systemd-networkd answered {}{}",
-            name.as_str(),
-            msg.as_deref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
-        ),
-        zbus::Error::InputOutput(io) => return HostFailure::io(io, what, fix),
-        other => format!("{what}: {other}"),
-    };
-    HostFailure::new(ErrorKind::Other, detail, fix)
+    super::bus::failure(e, "systemd-networkd", what, fix)
 }
 
 /// `Reload` on the bus at `address`, whose `org.freedesktop.network1` must be process
@@ -156,34 +145,7 @@ pub(crate) fn reload(
     link_local: &[IfName],
 ) -> Result<(), HostFailure> {
     let fix = "run env-qemu where networkd's system bus is, or point DBUS_SYSTEM_BUS_ADDRESS at it";
-    let conn = zbus::blocking::connection::Builder::address(address)
-        .and_then(|b| b.build())
-        .map_err(|e| failure(&e, &format!("connect to the system bus {address}"), fix))?;
-    let owner: u32 = conn
-        .call_method(
-            Some("org.freedesktop.DBus"),
-            "/org/freedesktop/DBus",
-            Some("org.freedesktop.DBus"),
-            "GetConnectionUnixProcessID",
-            &(SERVICE,),
-        )
-        .and_then(|m| m.body().deserialize())
-        .map_err(|e| {
-            failure(
-                &e,
-                &format!("find {SERVICE} on the system bus {address}"),
-                fix,
-            )
-        })?;
-    if owner != pid {
-        return Err(HostFailure::new(
-            ErrorKind::Other,
-            format!(
-                "the system bus {address} reaches the systemd-networkd of process {owner}, not process {pid} of this network namespace"
-            ),
-            fix,
-        ));
-    }
+    let conn = super::bus::connect_to(address, SERVICE, pid, "systemd-networkd", SERVICE, fix)?;
     conn.call_method(Some(SERVICE), PATH, Some(I_MANAGER), "Reload", &())
         .map_err(|e| failure(&e, "Reload", FIX_LOG))?;
     let t = Instant::now();

@@ -61,18 +61,7 @@ pub(crate) struct Nm {
 }
 
 fn failure(e: &zbus::Error, what: &str, fix: &str) -> HostFailure {
-    let detail = match e {
-        zbus::Error::MethodError(name, msg, _) => format!(
-            "{what}: NetworkManager answered {}{}",
-            name.as_str(),
-            msg.as_deref()
-                .map(|m| format!(" ({m})"))
-                .unwrap_or_default()
-        ),
-        zbus::Error::InputOutput(io) => return HostFailure::io(io, what, fix),
-        other => format!("{what}: {other}"),
-    };
-    HostFailure::new(ErrorKind::Other, detail, fix)
+    super::bus::failure(e, "NetworkManager", what, fix)
 }
 
 fn is_error(e: &zbus::Error, name: &str) -> bool {
@@ -83,34 +72,14 @@ impl Nm {
     /// Connects to `address` and checks that the NetworkManager there is process `pid`.
     pub(crate) fn connect(address: &str, pid: u32) -> Result<Nm, HostFailure> {
         let fix = "run env-qemu where NetworkManager's system bus is, or point DBUS_SYSTEM_BUS_ADDRESS at it";
-        let conn = zbus::blocking::connection::Builder::address(address)
-            .and_then(|b| b.build())
-            .map_err(|e| failure(&e, &format!("connect to the system bus {address}"), fix))?;
-        let owner: u32 = conn
-            .call_method(
-                Some("org.freedesktop.DBus"),
-                "/org/freedesktop/DBus",
-                Some("org.freedesktop.DBus"),
-                "GetConnectionUnixProcessID",
-                &(SERVICE,),
-            )
-            .and_then(|m| m.body().deserialize())
-            .map_err(|e| {
-                failure(
-                    &e,
-                    &format!("find NetworkManager on the system bus {address}"),
-                    fix,
-                )
-            })?;
-        if owner != pid {
-            return Err(HostFailure::new(
-                ErrorKind::Other,
-                format!(
-                    "the system bus {address} reaches the NetworkManager of process {owner}, not process {pid} of this network namespace"
-                ),
-                fix,
-            ));
-        }
+        let conn = super::bus::connect_to(
+            address,
+            SERVICE,
+            pid,
+            "NetworkManager",
+            "NetworkManager",
+            fix,
+        )?;
         Ok(Nm {
             conn,
             address: address.to_string(),
