@@ -19,9 +19,12 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::leased::{connected, lease, play, step, timeless, Step, LEASE};
+use common::leased::{
+    connected, lease, play, start_connected, start_killed, step, stop_if_stored, timeless, Step,
+    LEASE,
+};
 use common::n;
-use common::{runtime, DyingStore};
+use common::runtime;
 use env_qemu_backend_fake::host::SimHost;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::commands::CommandError;
@@ -38,14 +41,6 @@ fn world() -> (SimKernel, SimHost) {
     common::leased::world(|host, eth0| {
         host.start_networkd(eth0, lease(), OWN, OWN_TEXT);
     })
-}
-
-async fn start(
-    sim: &SimKernel,
-    host: &SimHost,
-    store: &dyn StateStore,
-) -> Result<(), CommandError> {
-    common::leased::start(sim, host, store).await
 }
 
 async fn stop(sim: &SimKernel, host: &SimHost, store: &dyn StateStore) -> Result<(), CommandError> {
@@ -70,14 +65,7 @@ async fn scenario(steps: &[Step], restart: bool) {
     let (sim, host) = world();
     let store = MemoryStore::new();
     let before = timeless(&sim.net());
-    connected(&sim.net()).unwrap();
-    let r = start(&sim, &host, &store).await;
-    if let Err(CommandError::Unreached(u)) = &r {
-        let d: Vec<String> = u.forward.residual.iter().map(|d| d.to_string()).collect();
-        panic!("start did not reach its goal: {}\n{d:#?}", u);
-    }
-    assert!(r.is_ok(), "start: {}", r.unwrap_err());
-    connected(&sim.net()).unwrap_or_else(|e| panic!("after start: {e}"));
+    start_connected(&sim, &host, &store).await;
     assert_eq!(
         host.networkd_file_on(&n("lepont")).as_deref(),
         Some(Path::new("/run/systemd/network/00-env-qemu-lepont.network")),
@@ -102,12 +90,7 @@ async fn killed(after: usize) {
     let (sim, host) = world();
     let store = MemoryStore::new();
     let before = timeless(&sim.net());
-    sim.crash_after(after);
-    let dying = DyingStore {
-        inner: &store,
-        sim: &sim,
-    };
-    let r = start(&sim, &host, &dying).await;
+    let r = start_killed(&sim, &host, &store, after).await;
     if !sim.is_crashed() {
         assert!(r.is_ok(), "start: {}", r.unwrap_err());
         sim.clear_faults();
@@ -116,14 +99,7 @@ async fn killed(after: usize) {
     }
     // Time passes before the admin runs stop: the bridge's lease renews (or not).
     host.advance(Duration::from_secs(5));
-    if store.load().unwrap().is_some() {
-        let r = stop(&sim, &host, &store).await;
-        assert!(
-            r.is_ok(),
-            "stop after a start killed after {after}: {}",
-            r.unwrap_err()
-        );
-    }
+    stop_if_stored(&sim, &host, &store, after).await;
     given_back(
         &sim,
         &host,

@@ -17,9 +17,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::leased::{connected, lease, play, step, timeless, Step, LEASE};
+use common::leased::{
+    connected, lease, play, start_connected, start_killed, step, stop_if_stored, timeless, Step,
+    LEASE,
+};
 use common::n;
-use common::{runtime, DyingStore};
+use common::runtime;
 use env_qemu_backend_fake::host::SimHost;
 use env_qemu_backend_fake::SimKernel;
 use env_qemu_core::commands::CommandError;
@@ -36,14 +39,6 @@ fn world() -> (SimKernel, SimHost) {
     common::leased::world(|host, eth0| {
         host.start_network_manager(eth0, lease(), PROFILE, "Wired connection 1");
     })
-}
-
-async fn start(
-    sim: &SimKernel,
-    host: &SimHost,
-    store: &dyn StateStore,
-) -> Result<(), CommandError> {
-    common::leased::start(sim, host, store).await
 }
 
 async fn stop(sim: &SimKernel, host: &SimHost, store: &dyn StateStore) -> Result<(), CommandError> {
@@ -70,14 +65,7 @@ async fn scenario(steps: &[Step]) {
     let (sim, host) = world();
     let store = MemoryStore::new();
     let before = timeless(&sim.net());
-    connected(&sim.net()).unwrap();
-    let r = start(&sim, &host, &store).await;
-    if let Err(CommandError::Unreached(u)) = &r {
-        let d: Vec<String> = u.forward.residual.iter().map(|d| d.to_string()).collect();
-        panic!("start did not reach its goal: {}\n{d:#?}", u);
-    }
-    assert!(r.is_ok(), "start: {}", r.unwrap_err());
-    connected(&sim.net()).unwrap_or_else(|e| panic!("after start: {e}"));
+    start_connected(&sim, &host, &store).await;
     assert!(
         host.nm_profile_on(&n("lepont")).is_some(),
         "NM runs no profile on lepont"
@@ -97,12 +85,7 @@ async fn killed(after: usize, stop_at_once: bool) {
     let (sim, host) = world();
     let store = MemoryStore::new();
     let before = timeless(&sim.net());
-    sim.crash_after(after);
-    let dying = DyingStore {
-        inner: &store,
-        sim: &sim,
-    };
-    let r = start(&sim, &host, &dying).await;
+    let r = start_killed(&sim, &host, &store, after).await;
     if !sim.is_crashed() {
         // Start finished before the crash point: nothing to roll back.
         assert!(r.is_ok(), "start: {}", r.unwrap_err());
@@ -129,14 +112,7 @@ async fn killed(after: usize, stop_at_once: bool) {
                 .unwrap_or_else(|e| panic!("killed after {after}, rolled back: {e}"));
         }
     }
-    if store.load().unwrap().is_some() {
-        let r = stop(&sim, &host, &store).await;
-        assert!(
-            r.is_ok(),
-            "stop after a start killed after {after}: {}",
-            r.unwrap_err()
-        );
-    }
+    stop_if_stored(&sim, &host, &store, after).await;
     given_back(&sim, &host, &before, "after stop");
     host.advance(Duration::from_secs(timeout + 5));
     given_back(&sim, &host, &before, "a checkpoint timeout after stop");

@@ -1,7 +1,7 @@
 //! Hosts whose NIC a simulated manager of [`SimHost`] owns, with leases that run out:
 //! the world, the commands run the way the CLI runs them, the connectivity check made
 //! after every step, and the steps played while bridged. Shared by `managed.rs` (DHCP
-//! clients) and `nm.rs` (NetworkManager).
+//! clients), `nm.rs` (NetworkManager) and `networkd.rs` (systemd-networkd).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,11 +12,11 @@ use env_qemu_core::commands::{self, CommandError, Env};
 use env_qemu_core::exec::Event;
 use env_qemu_core::model::{Address, Family, IfName, MacAddr, NetState};
 use env_qemu_core::plan::{StartRequest, VmTaps};
-use env_qemu_core::store::StateStore;
+use env_qemu_core::store::{MemoryStore, StateStore};
 use env_qemu_core::{LinkChange, LinkSpec, Op};
 use proptest::prelude::*;
 
-use super::n;
+use super::{n, DyingStore};
 
 /// The lease time the simulated server gives, in seconds.
 pub const LEASE: u32 = 120;
@@ -206,4 +206,41 @@ pub async fn play(sim: &SimKernel, host: &SimHost, store: &dyn StateStore, steps
         }
     }
     waited
+}
+
+/// Start on a connected host: it must reach its goal (else the residual is shown) and
+/// leave the host connected.
+pub async fn start_connected(sim: &SimKernel, host: &SimHost, store: &dyn StateStore) {
+    connected(&sim.net()).unwrap();
+    let r = start(sim, host, store).await;
+    if let Err(CommandError::Unreached(u)) = &r {
+        let d: Vec<String> = u.forward.residual.iter().map(|d| d.to_string()).collect();
+        panic!("start did not reach its goal: {}\n{d:#?}", u);
+    }
+    assert!(r.is_ok(), "start: {}", r.unwrap_err());
+    connected(&sim.net()).unwrap_or_else(|e| panic!("after start: {e}"));
+}
+
+/// Start killed after `after` kernel operations (its store dies with it).
+pub async fn start_killed(
+    sim: &SimKernel,
+    host: &SimHost,
+    store: &MemoryStore,
+    after: usize,
+) -> Result<(), CommandError> {
+    sim.crash_after(after);
+    let dying = DyingStore { inner: store, sim };
+    start(sim, host, &dying).await
+}
+
+/// Stop after a start killed after `after`, if that start left a state to stop.
+pub async fn stop_if_stored(sim: &SimKernel, host: &SimHost, store: &MemoryStore, after: usize) {
+    if store.load().unwrap().is_some() {
+        let r = stop(sim, host, store, VmTaps::Detach).await;
+        assert!(
+            r.is_ok(),
+            "stop after a start killed after {after}: {}",
+            r.unwrap_err()
+        );
+    }
 }
