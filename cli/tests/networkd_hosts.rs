@@ -12,20 +12,18 @@
 //! gives eth0 back to its own `.network` file, which renews; a networkd restart while
 //! bridged changes nothing. Each test prints what networkd and dnsmasq did.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use env_qemu_core::model::{NetState, RouteProtocol};
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
-use env_qemu_integration::hosts::probe::stream_specs;
 use env_qemu_integration::hosts::{
-    streams_during, EnvQemuRun, Footprint, Manager, PingReport, Pinger, Watched, HOST_MAC,
-    NETWORKD_PROFILE_PATH,
+    assert_tap_unchanged, EnvQemuRun, Footprint, KilledStart, Manager, PingReport, Pinger, Watched,
+    HOST_MAC, NETWORKD_PROFILE_PATH,
 };
 use env_qemu_integration::require_netns;
-use env_qemu_integration::stream::{table, Outcome};
+use env_qemu_integration::stream::Outcome;
 
 const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 
@@ -97,16 +95,7 @@ impl Scenario {
     /// The 1,000/s streams from the LAN and the far host to the lease and the IPv6
     /// address, around `env-qemu ARGS`.
     fn streamed(&self, args: &[&str]) -> (EnvQemuRun, Vec<Outcome>) {
-        let targets = [
-            IpAddr::V4(self.up.v4.expect("a lease").ip),
-            IpAddr::V6(self.up.v6_public().expect("an IPv6 address")),
-        ];
-        let specs = stream_specs(&self.lan, &self.host, targets);
-        let (run, outcomes, _) = streams_during(&specs, 1000, Duration::from_secs(20), || {
-            self.env_qemu(args)
-        });
-        eprintln!("{}", table(&[(args[0], &outcomes)]));
-        (run, outcomes)
+        self.0.streamed(Path::new(BIN), args)
     }
 
     /// After a stop: eth0 as before start (apart from lifetimes) on its own `.network`
@@ -168,29 +157,14 @@ impl Scenario {
             state.contains(&format!("NETWORK_FILE={NETWORKD_PROFILE_PATH}")),
             "eth0 is not on its own file: {state}"
         );
-        assert_eq!(
-            self.host
-                .v6_globals("eth0")
-                .iter()
-                .map(|a| a.ip)
-                .collect::<Vec<_>>(),
-            vec![self.up.v6_public().unwrap()],
-            "eth0's IPv6 address"
-        );
+        self.assert_v6_kept();
     }
 
     fn report(&mut self, test: &str) -> PingReport {
-        let probes = self.pinger.take().unwrap().stop();
-        let dhcp: Vec<String> = self
-            .lan
-            .dhcp_events_since(self.dnsmasq_mark)
-            .into_iter()
-            .map(|e| e.line)
-            .collect();
-        let log = self.host.daemon_log().unwrap().since(self.daemon_mark);
-        let log: Vec<&str> = log
-            .lines()
-            .filter(|l| {
+        self.0.report_kept(
+            test,
+            "networkd (DHCP, states, foreign config, reloads)",
+            |l| {
                 l.contains("DHCP")
                     || l.contains("State changed")
                     || l.contains("foreign")
@@ -199,17 +173,8 @@ impl Scenario {
                     || l.contains("NDisc")
                     || l.contains("IPv6LL")
                     || l.contains("Reconfiguring")
-            })
-            .collect();
-        eprintln!(
-            "==== {test} ====\n{}\n-- networkd (DHCP, states, foreign config, reloads):\n{}\n\
-             -- dnsmasq's DHCP messages:\n{}\n-- ip monitor of the host:\n{}",
-            probes.table(),
-            log.join("\n"),
-            dhcp.join("\n"),
-            std::fs::read_to_string(&self.monitor).unwrap_or_default()
-        );
-        probes
+            },
+        )
     }
 }
 
@@ -359,19 +324,7 @@ fn networkd_host_bridged_for_three_leases() {
         "dnsmasq's lease"
     );
     assert!(status.stdout.contains("drift    none"), "{status}");
-    assert_eq!(
-        (
-            tap_after["master"].clone(),
-            tap_after["mtu"].clone(),
-            tap_after["flags"].clone()
-        ),
-        (
-            tap_before["master"].clone(),
-            tap_before["mtu"].clone(),
-            tap_before["flags"].clone()
-        ),
-        "the tap changed while bridged"
-    );
+    assert_tap_unchanged(&tap_before, &tap_after);
     assert!(del.success(), "{del}");
     assert!(stop.success(), "{stop}");
     assert!(acked, "no DHCPACK for eth0 after stop");
@@ -464,34 +417,7 @@ fn networkd_start_killed_mid_handover_is_restored_by_stop() {
         "/run/systemd/network/00-env-qemu-eth0.network",
     ] {
         let mut s = Scenario::new();
-        let mut child = s
-            .host
-            .env_qemu_command(Path::new(BIN), &["start", "eth0"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("env-qemu start");
-        let dir = s.host.env_qemu_state_dir();
-        let journalled = || {
-            std::fs::read_dir(&dir).ok().is_some_and(|d| {
-                d.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
-                    .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(at)))
-            })
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = false;
-        while Instant::now() < deadline && !seen {
-            seen = journalled();
-            if !seen {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-        // Our own child (nsenter execs env-qemu): frozen at once, then killed.
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
-        child.kill().expect("SIGKILL env-qemu");
-        let status = child.wait().expect("reap env-qemu");
+        let KilledStart { seen, status, .. } = s.start_killed_at(Path::new(BIN), at);
         let files = s.runtime_files();
         eprintln!(
             "[{:7.2} s] env-qemu start SIGKILLed at {at} ({status}): runtime files {files:?}; {}",

@@ -10,19 +10,17 @@
 //! back to its profile, a SIGKILLed start is rolled back by NM's checkpoint, an NM restart
 //! while bridged changes nothing. Each test prints what NetworkManager and dnsmasq did.
 
-use std::net::IpAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
-use env_qemu_integration::hosts::probe::stream_specs;
 use env_qemu_integration::hosts::{
-    streams_during, EnvQemuRun, Footprint, Manager, PingReport, Pinger, Watched, HOST_MAC,
+    assert_tap_unchanged, EnvQemuRun, Footprint, KilledStart, Manager, PingReport, Pinger, Watched,
+    HOST_MAC,
 };
 use env_qemu_integration::require_netns;
-use env_qemu_integration::stream::{table, Outcome};
+use env_qemu_integration::stream::Outcome;
 
 const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 /// The profile of eth0 the harness gives NetworkManager.
@@ -103,16 +101,7 @@ impl Scenario {
     /// The 1,000/s streams from the LAN and the far host to the lease and the IPv6
     /// address, around `env-qemu ARGS`.
     fn streamed(&self, args: &[&str]) -> (EnvQemuRun, Vec<Outcome>) {
-        let targets = [
-            IpAddr::V4(self.up.v4.expect("a lease").ip),
-            IpAddr::V6(self.up.v6_public().expect("an IPv6 address")),
-        ];
-        let specs = stream_specs(&self.lan, &self.host, targets);
-        let (run, outcomes, _) = streams_during(&specs, 1000, Duration::from_secs(20), || {
-            self.env_qemu(args)
-        });
-        eprintln!("{}", table(&[(args[0], &outcomes)]));
-        (run, outcomes)
+        self.0.streamed(Path::new(BIN), args)
     }
 
     /// When eth0 reads back as before start (apart from lifetimes), within `timeout`.
@@ -138,44 +127,20 @@ impl Scenario {
         let profiles = self.profiles();
         assert!(!profiles.contains("env-qemu"), "{profiles}");
         assert_eq!(self.checkpoints(), "ao 0");
-        assert_eq!(
-            self.host
-                .v6_globals("eth0")
-                .iter()
-                .map(|a| a.ip)
-                .collect::<Vec<_>>(),
-            vec![self.up.v6_public().unwrap()],
-            "eth0's IPv6 address"
-        );
+        self.assert_v6_kept();
     }
 
     fn report(&mut self, test: &str) -> PingReport {
-        let probes = self.pinger.take().unwrap().stop();
-        let dhcp: Vec<String> = self
-            .lan
-            .dhcp_events_since(self.dnsmasq_mark)
-            .into_iter()
-            .map(|e| e.line)
-            .collect();
-        let nm = self.host.daemon_log().unwrap().since(self.daemon_mark);
-        let nm: Vec<&str> = nm
-            .lines()
-            .filter(|l| {
+        self.0.report_kept(
+            test,
+            "NetworkManager (info, warnings, checkpoints, dhcp4)",
+            |l| {
                 l.contains("<info>")
                     || l.contains("<warn>")
                     || l.contains("checkpoint")
                     || l.contains("dhcp4")
-            })
-            .collect();
-        eprintln!(
-            "==== {test} ====\n{}\n-- NetworkManager (info, warnings, checkpoints, dhcp4):\n{}\n\
-             -- dnsmasq's DHCP messages:\n{}\n-- ip monitor of the host:\n{}",
-            probes.table(),
-            nm.join("\n"),
-            dhcp.join("\n"),
-            std::fs::read_to_string(&self.monitor).unwrap_or_default()
-        );
-        probes
+            },
+        )
     }
 }
 
@@ -202,37 +167,12 @@ const AT_DESTROYING: &str = r#""host":"nm_checkpoint_destroy""#;
 /// `env-qemu start` SIGKILLed in the middle of the handover: as soon as its journal holds
 /// `at` (polled every millisecond), the process is stopped and killed.
 fn start_killed_mid_handover(s: &Scenario, at: &str) -> Instant {
-    let mut child = s
-        .host
-        .env_qemu_command(Path::new(BIN), &["start", "eth0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("env-qemu start");
-    let dir = s.host.env_qemu_state_dir();
-    let journalled = || {
-        std::fs::read_dir(&dir).ok().is_some_and(|d| {
-            d.flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "journal"))
-                .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(at)))
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = None;
-    while Instant::now() < deadline {
-        if journalled() {
-            seen = Some(());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    // Our own child (nsenter execs env-qemu): frozen at once, then killed.
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP);
-    let killed = Instant::now();
-    child.kill().expect("SIGKILL env-qemu");
-    let status = child.wait().expect("reap env-qemu");
-    assert!(seen.is_some(), "the journal never held {at}");
+    let KilledStart {
+        seen,
+        status,
+        killed,
+    } = s.start_killed_at(Path::new(BIN), at);
+    assert!(seen, "the journal never held {at}");
     eprintln!(
         "[{:7.2} s] env-qemu start SIGKILLed mid-handover ({status}): {}",
         s.t0.elapsed().as_secs_f64(),
@@ -311,19 +251,7 @@ fn nm_host_bridged_for_three_leases() {
         "the lease was not renewed through lepont: {acks} DHCPACKs"
     );
     assert!(status.stdout.contains("drift    none"), "{status}");
-    assert_eq!(
-        (
-            tap_after["master"].clone(),
-            tap_after["mtu"].clone(),
-            tap_after["flags"].clone()
-        ),
-        (
-            tap_before["master"].clone(),
-            tap_before["mtu"].clone(),
-            tap_before["flags"].clone()
-        ),
-        "the tap changed while bridged"
-    );
+    assert_tap_unchanged(&tap_before, &tap_after);
     assert!(del.success(), "{del}");
     assert!(stop.success(), "{stop}");
     assert!(acked, "no DHCPACK for eth0 after stop");

@@ -51,7 +51,7 @@ pub use holder::{Holder, HolderKind};
 pub use lan::{DhcpEvent, Lan, LanSpec, Lease, RaPreference};
 pub use logfile::{LogFile, LogMark};
 pub use probe::{streams_during, PingReport, Pinger};
-pub use watched::Watched;
+pub use watched::{assert_tap_unchanged, KilledStart, Watched};
 
 /// The host's NIC, inside its namespace.
 pub const UPLINK: &str = "eth0";
