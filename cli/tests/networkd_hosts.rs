@@ -12,9 +12,13 @@
 //! gives eth0 back to its own `.network` file, which renews; a networkd restart while
 //! bridged changes nothing. Each test prints what networkd and dnsmasq did.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::scenario::Scenario;
+use common::BIN;
 use env_qemu_core::model::{NetState, RouteProtocol};
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
@@ -25,30 +29,9 @@ use env_qemu_integration::hosts::{
 use env_qemu_integration::require_netns;
 use env_qemu_integration::stream::Outcome;
 
-const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
-
-struct Scenario(Watched);
-
-impl std::ops::Deref for Scenario {
-    type Target = Watched;
-    fn deref(&self) -> &Watched {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Scenario {
-    fn deref_mut(&mut self) -> &mut Watched {
-        &mut self.0
-    }
-}
-
 impl Scenario {
     fn new() -> Scenario {
         Scenario(Watched::start(Manager::Networkd, Duration::from_secs(40)))
-    }
-
-    fn env_qemu(&self, args: &[&str]) -> EnvQemuRun {
-        self.0.env_qemu(Path::new(BIN), args)
     }
 
     /// `networkctl ARGS` inside the host (over the private bus).
@@ -344,29 +327,21 @@ fn networkd_restarted_while_bridged() {
     require_netns!();
     let machine = Footprint::take();
     let mut s = Scenario::new();
-    let doctor = s.env_qemu(&["doctor", "eth0"]);
-    assert!(
-        doctor.stdout.contains(&format!(
+    s.assert_doctor_and_dry_run(
+        Path::new(BIN),
+        &format!(
             "systemd-networkd ({NETWORKD_PROFILE_PATH}) manages eth0; start: handed over to the bridge"
-        )),
-        "{doctor}"
+        ),
+        &[
+            "cat > /run/systemd/network/00-env-qemu-lepont.network <<'EOF'",
+            "Name=lepont",
+            "IgnoreCarrierLoss=yes",
+            "IAID=",
+            "networkctl reload",
+            "cat > /run/systemd/network/00-env-qemu-eth0.network <<'EOF'",
+            "KeepMaster=yes",
+        ],
     );
-    let dry = s.env_qemu(&["start", "eth0", "--dry-run"]);
-    assert!(dry.success(), "{dry}");
-    for line in [
-        "cat > /run/systemd/network/00-env-qemu-lepont.network <<'EOF'",
-        "Name=lepont",
-        "IgnoreCarrierLoss=yes",
-        "IAID=",
-        "networkctl reload",
-        "cat > /run/systemd/network/00-env-qemu-eth0.network <<'EOF'",
-        "KeepMaster=yes",
-    ] {
-        assert!(
-            dry.stdout.contains(line),
-            "--dry-run lacks {line:?}:\n{dry}"
-        );
-    }
     assert_eq!(s.runtime_files(), "", "--dry-run wrote files");
     let start = s.env_qemu(&["start", "eth0"]);
     assert!(start.success(), "{start}");

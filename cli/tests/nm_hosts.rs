@@ -10,9 +10,13 @@
 //! back to its profile, a SIGKILLed start is rolled back by NM's checkpoint, an NM restart
 //! while bridged changes nothing. Each test prints what NetworkManager and dnsmasq did.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::scenario::Scenario;
+use common::BIN;
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::{
@@ -22,24 +26,8 @@ use env_qemu_integration::hosts::{
 use env_qemu_integration::require_netns;
 use env_qemu_integration::stream::Outcome;
 
-const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 /// The profile of eth0 the harness gives NetworkManager.
 const PROFILE: &str = "eqt-eth0";
-
-struct Scenario(Watched);
-
-impl std::ops::Deref for Scenario {
-    type Target = Watched;
-    fn deref(&self) -> &Watched {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Scenario {
-    fn deref_mut(&mut self) -> &mut Watched {
-        &mut self.0
-    }
-}
 
 impl Scenario {
     fn new() -> Scenario {
@@ -47,10 +35,6 @@ impl Scenario {
             Manager::NetworkManager,
             Duration::from_secs(40),
         ))
-    }
-
-    fn env_qemu(&self, args: &[&str]) -> EnvQemuRun {
-        self.0.env_qemu(Path::new(BIN), args)
     }
 
     fn nmcli(&self, args: &[&str]) -> String {
@@ -413,29 +397,21 @@ fn nm_restarted_while_bridged() {
     require_netns!();
     let machine = Footprint::take();
     let mut s = Scenario::new();
-    let doctor = s.env_qemu(&["doctor", "eth0"]);
-    assert!(
-        doctor.stdout.contains(&format!(
+    s.assert_doctor_and_dry_run(
+        Path::new(BIN),
+        &format!(
             "ok    manager           NetworkManager (profile {PROFILE}) manages eth0; start: handed over to the bridge"
-        )),
-        "{doctor}"
+        ),
+        &[
+            "CheckpointCreate aouu 0 30 6",
+            "nmcli connection add save no type bridge con-name env-qemu-lepont ifname lepont",
+            "ipv4.dhcp-client-id 01:02:00:5e:10:00:01",
+            "ipv6.addr-gen-mode 0",
+            "nmcli connection add save no type ethernet con-name env-qemu-lepont-port-eth0 ifname eth0",
+            "nmcli --wait 30 connection up uuid",
+            "CheckpointDestroy",
+        ],
     );
-    let dry = s.env_qemu(&["start", "eth0", "--dry-run"]);
-    assert!(dry.success(), "{dry}");
-    for line in [
-        "CheckpointCreate aouu 0 30 6",
-        "nmcli connection add save no type bridge con-name env-qemu-lepont ifname lepont",
-        "ipv4.dhcp-client-id 01:02:00:5e:10:00:01",
-        "ipv6.addr-gen-mode 0",
-        "nmcli connection add save no type ethernet con-name env-qemu-lepont-port-eth0 ifname eth0",
-        "nmcli --wait 30 connection up uuid",
-        "CheckpointDestroy",
-    ] {
-        assert!(
-            dry.stdout.contains(line),
-            "--dry-run lacks {line:?}:\n{dry}"
-        );
-    }
     let start = s.env_qemu(&["start", "eth0"]);
     assert!(start.success(), "{start}");
     let probes = Pinger::from_lan(&s.lan, &s.up.targets(), Duration::from_millis(200));

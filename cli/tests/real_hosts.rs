@@ -10,42 +10,22 @@
 //! DHCP messages, `ip monitor` of the host, probes from the LAN and the far host) and
 //! asserts only what env-qemu controls.
 
+mod common;
+
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
+use common::scenario::Scenario;
 use env_qemu_core::model::NetState;
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::process::NsProcess;
-use env_qemu_integration::hosts::{EnvQemuRun, Footprint, Manager, PingReport, Watched, ROUTER_V4};
+use env_qemu_integration::hosts::{Footprint, Manager, PingReport, Watched, ROUTER_V4};
 use env_qemu_integration::require_netns;
-
-const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
-
-/// A dhcpcd host with everything recorded from the moment before `start`.
-struct Scenario(Watched);
-
-impl std::ops::Deref for Scenario {
-    type Target = Watched;
-    fn deref(&self) -> &Watched {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Scenario {
-    fn deref_mut(&mut self) -> &mut Watched {
-        &mut self.0
-    }
-}
 
 impl Scenario {
     fn new(manager: Manager) -> Scenario {
         Scenario(Watched::start(manager, Duration::from_secs(30)))
-    }
-
-    fn env_qemu(&self, args: &[&str]) -> EnvQemuRun {
-        self.0.env_qemu(Path::new(BIN), args)
     }
 
     fn at(&self) -> String {

@@ -13,6 +13,8 @@ use env_qemu_integration::compare::{difference, same_state};
 use env_qemu_integration::TestNs;
 use serde_json::Value;
 
+pub mod scenario;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_env-qemu");
 pub const BRIDGE: &str = "lepont";
 

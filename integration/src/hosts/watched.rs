@@ -203,4 +203,19 @@ impl Watched {
         );
         probes
     }
+
+    /// Asserts that `bin doctor eth0` says `manages` and that `bin start eth0 --dry-run`
+    /// succeeds and shows each line of `dry_run`.
+    pub fn assert_doctor_and_dry_run(&self, bin: &Path, manages: &str, dry_run: &[&str]) {
+        let doctor = self.env_qemu(bin, &["doctor", "eth0"]);
+        assert!(doctor.stdout.contains(manages), "{doctor}");
+        let dry = self.env_qemu(bin, &["start", "eth0", "--dry-run"]);
+        assert!(dry.success(), "{dry}");
+        for line in dry_run {
+            assert!(
+                dry.stdout.contains(line),
+                "--dry-run lacks {line:?}:\n{dry}"
+            );
+        }
+    }
 }
