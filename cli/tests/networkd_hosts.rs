@@ -23,11 +23,10 @@ use env_qemu_core::model::{NetState, RouteProtocol};
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::{
-    assert_tap_unchanged, EnvQemuRun, Footprint, KilledStart, Manager, PingReport, Pinger, Watched,
-    HOST_MAC, NETWORKD_PROFILE_PATH,
+    assert_tap_unchanged, Footprint, KilledStart, Manager, PingReport, Pinger, Watched, HOST_MAC,
+    NETWORKD_PROFILE_PATH,
 };
 use env_qemu_integration::require_netns;
-use env_qemu_integration::stream::Outcome;
 
 impl Scenario {
     fn new() -> Scenario {
@@ -73,12 +72,6 @@ impl Scenario {
             .unwrap_or_else(|e| e)
             .trim()
             .to_string()
-    }
-
-    /// The 1,000/s streams from the LAN and the far host to the lease and the IPv6
-    /// address, around `env-qemu ARGS`.
-    fn streamed(&self, args: &[&str]) -> (EnvQemuRun, Vec<Outcome>) {
-        self.0.streamed(Path::new(BIN), args)
     }
 
     /// After a stop: eth0 as before start (apart from lifetimes) on its own `.network`
@@ -328,7 +321,6 @@ fn networkd_restarted_while_bridged() {
     let machine = Footprint::take();
     let mut s = Scenario::new();
     s.assert_doctor_and_dry_run(
-        Path::new(BIN),
         &format!(
             "systemd-networkd ({NETWORKD_PROFILE_PATH}) manages eth0; start: handed over to the bridge"
         ),

@@ -20,8 +20,7 @@ use common::BIN;
 use env_qemu_integration::compare::{difference, without_lifetimes};
 use env_qemu_integration::guard::wait_until;
 use env_qemu_integration::hosts::{
-    assert_tap_unchanged, EnvQemuRun, Footprint, KilledStart, Manager, PingReport, Pinger, Watched,
-    HOST_MAC,
+    assert_tap_unchanged, Footprint, KilledStart, Manager, PingReport, Pinger, Watched, HOST_MAC,
 };
 use env_qemu_integration::require_netns;
 use env_qemu_integration::stream::Outcome;
@@ -80,12 +79,6 @@ impl Scenario {
             .unwrap_or_else(|e| e)
             .trim()
             .to_string()
-    }
-
-    /// The 1,000/s streams from the LAN and the far host to the lease and the IPv6
-    /// address, around `env-qemu ARGS`.
-    fn streamed(&self, args: &[&str]) -> (EnvQemuRun, Vec<Outcome>) {
-        self.0.streamed(Path::new(BIN), args)
     }
 
     /// When eth0 reads back as before start (apart from lifetimes), within `timeout`.
@@ -398,7 +391,6 @@ fn nm_restarted_while_bridged() {
     let machine = Footprint::take();
     let mut s = Scenario::new();
     s.assert_doctor_and_dry_run(
-        Path::new(BIN),
         &format!(
             "ok    manager           NetworkManager (profile {PROFILE}) manages eth0; start: handed over to the bridge"
         ),
