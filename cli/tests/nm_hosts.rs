@@ -174,36 +174,7 @@ fn nm_host_bridged_for_three_leases() {
     assert!(start.stderr.contains("verified by a dump"), "{start}");
     assert_eq!(s.device("lepont"), "connected:env-qemu-lepont");
     assert_eq!(s.device("eth0"), "connected:env-qemu-lepont-port-eth0");
-    s.host.ns().ip("tuntap add dev tap0 mode tap");
-    let add = s.env_qemu(&["add", "tap0"]);
-    assert!(add.success(), "{add}");
-    let tap = |s: &Scenario| s.host.ns().ip_json("link show dev tap0")[0].clone();
-    let tap_before = tap(&s);
-
-    let bridged = Instant::now();
-    let mark = s.lan.mark();
-    let probes = Pinger::from_lan(&s.lan, &s.up.targets(), Duration::from_millis(500));
-    let lifetimes = 3 * s.lan.spec().lease + Duration::from_secs(10);
-    let mut samples = Vec::new();
-    while bridged.elapsed() < lifetimes {
-        std::thread::sleep(Duration::from_secs(15));
-        let v4 = s.host.v4_lease("lepont").map(|l| l.ip);
-        let v6s: Vec<_> = s.host.v6_globals("lepont").iter().map(|a| a.ip).collect();
-        let nm = (s.device("lepont"), s.device("tap0"));
-        samples.push((bridged.elapsed().as_secs(), v4, v6s, nm));
-    }
-    let probes = probes.stop();
-    let acks = s.lan.acks_since(mark, HOST_MAC);
-    let status = s.env_qemu(&["status"]);
-    let tap_after = tap(&s);
-    eprintln!("bridged {:?}: {}", bridged.elapsed(), probes.table());
-    eprintln!("DHCPACKs while bridged: {acks}");
-    for x in &samples {
-        eprintln!(
-            "  {:4} s: lepont {:?} {:?}; NM on tap0: {:?}",
-            x.0, x.1, x.2, x.3
-        );
-    }
+    let b = s.bridged_three_leases(|s| (s.device("lepont"), s.device("tap0")));
 
     let del = s.env_qemu(&["del", "tap0"]);
     s.host.ns().ip("tuntap del dev tap0 mode tap");
@@ -213,8 +184,8 @@ fn nm_host_bridged_for_three_leases() {
     s.report("nm_host_bridged_for_three_leases");
 
     at_most_the_port_window("start", &at_start);
-    assert_eq!(probes.lost(), 0, "{}", probes.table());
-    for (at, v4, v6s, (nm_bridge, nm_tap)) in &samples {
+    assert_eq!(b.probes.lost(), 0, "{}", b.probes.table());
+    for (at, v4, v6s, (nm_bridge, nm_tap)) in &b.samples {
         assert_eq!(*v4, Some(lease), "the lease on lepont {at} s after start");
         assert_eq!(v6s, &vec![v6], "lepont's IPv6 address {at} s after start");
         assert_eq!(nm_bridge, "connected:env-qemu-lepont", "{at} s after start");
@@ -224,11 +195,12 @@ fn nm_host_bridged_for_three_leases() {
         );
     }
     assert!(
-        acks >= 3,
-        "the lease was not renewed through lepont: {acks} DHCPACKs"
+        b.acks >= 3,
+        "the lease was not renewed through lepont: {} DHCPACKs",
+        b.acks
     );
-    assert!(status.stdout.contains("drift    none"), "{status}");
-    assert_tap_unchanged(&tap_before, &tap_after);
+    assert!(b.status.stdout.contains("drift    none"), "{}", b.status);
+    assert_tap_unchanged(&b.tap_before, &b.tap_after);
     assert!(del.success(), "{del}");
     assert!(stop.success(), "{stop}");
     assert!(acked, "no DHCPACK for eth0 after stop");
