@@ -191,7 +191,15 @@ fn side_effects_shows_what_the_kernel_does_besides() {
 fn the_examples_run_as_a_normal_user() {
     let r = if unsafe_geteuid() == 0 {
         let copy = std::env::temp_dir().join(format!("verify_teardown-{}", std::process::id()));
-        std::fs::copy(example("verify_teardown"), &copy).expect("a copy in the temp dir");
+        // Copied by a child process: a write descriptor of this process's own could be
+        // inherited by a child another test thread forks meanwhile, and exec of the copy
+        // would then fail with ETXTBSY ("Text file busy") until that child execs.
+        let cp = Command::new("cp")
+            .arg(example("verify_teardown"))
+            .arg(&copy)
+            .status()
+            .expect("cp runs");
+        assert!(cp.success(), "a copy in the temp dir");
         let out = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(&copy)

@@ -792,7 +792,7 @@ fn the_revert_needs_neither_the_binary_nor_the_network() {
     let lab = Lab::new(false);
     let bin_dir = TempDir::new();
     let copy = bin_dir.path().join("env-qemu");
-    std::fs::copy(BIN, &copy).expect("copy the binary");
+    env_qemu_integration::cmd::place_executable(Path::new(BIN), &copy);
     let trace = bin_dir.path().join("trace");
     let mut strace = Command::new("strace");
     strace

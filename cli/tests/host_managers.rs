@@ -184,7 +184,7 @@ fn doctor_names_programs_start_refuses() {
     let mut fakes = Vec::new();
     for name in ["NetworkManager", "systemd-networkd", "udhcpc"] {
         let copy = bin.join(name);
-        std::fs::copy(&sleep, &copy).expect("copy sleep");
+        env_qemu_integration::cmd::place_executable(&sleep, &copy);
         fakes.push(spawn(name, &copy, &["1000"]));
     }
     let script = "import socket, time

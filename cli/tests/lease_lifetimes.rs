@@ -852,12 +852,7 @@ fn unknown_dhcp_client_refused_unless_forced() {
     let udhcpc = dir.join("udhcpc");
     std::os::unix::fs::symlink(&busybox, &udhcpc).expect("udhcpc → busybox");
     let script = dir.join("udhcpc.script");
-    std::fs::write(&script, UDHCPC_SCRIPT).expect("write the script");
-    std::process::Command::new("chmod")
-        .arg("755")
-        .arg(&script)
-        .status()
-        .expect("chmod");
+    env_qemu_integration::cmd::write_executable(&script, UDHCPC_SCRIPT);
     let mut cmd = host.holder().command(&udhcpc);
     cmd.args(["-f", "-i", UPLINK, "-s"])
         .arg(&script)

@@ -128,9 +128,7 @@ impl IfScripts {
                 sh_quote(&log.display().to_string()),
                 sh_quote(&log.display().to_string()),
             );
-            std::fs::write(&script, text).expect("write if script");
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod if script");
+            crate::cmd::write_executable(&script, &text);
             paths.push(script);
         }
         let down = paths.pop().expect("two scripts");
