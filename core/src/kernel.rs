@@ -105,7 +105,7 @@ impl ErrorKind {
             }
             ErrorKind::PermissionDenied => "run as root or with CAP_NET_ADMIN",
             ErrorKind::Busy => {
-                "another driver holds the interface (a macvlan, a bond or another bridge): release it first"
+                "something else holds it (an interface: a macvlan, a bond or another bridge; a mount: a process using it): release it first"
             }
             ErrorKind::Unsupported => "load the kernel module for it (e.g. `modprobe bridge`, `modprobe tun`)",
             ErrorKind::Invalid => "the request does not fit this object; see the kernel's message",
