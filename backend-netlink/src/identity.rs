@@ -15,7 +15,8 @@
 //! nix (0.29) and a second thiserror (1.x) into the build. Its `NetNs::run` switches the
 //! *calling* thread and back, without restoring it when the closure panics, and its
 //! equality compares device and inode: the reusable identity this module replaces. The one
-//! thread here enters and ends, so there is nothing to restore.
+//! thread here enters and ends, so there is nothing to restore. The panic case is a test:
+//! `integration/tests/namespaces.rs`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};

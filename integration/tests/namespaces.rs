@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use env_qemu_backend_netlink::NetlinkKernel;
@@ -124,4 +125,53 @@ fn usable_without_a_runtime_of_the_callers() {
         let links = rt.block_on(k.dump()).unwrap().links;
         assert_eq!(links.len(), 1);
     }
+}
+
+/// Why env-qemu enters namespaces by hand rather than with netns-rs (ARCHITECTURE.md, "Why
+/// not netns-rs"), as a case that fails: a panic inside `NetNs::run` skips its switch
+/// back, so the calling thread stays in the other namespace and everything it does later
+/// (a netlink socket, a `/proc/thread-self/net` read) lands there. env-qemu's backend,
+/// given a kernel call that fails inside the namespace, leaves its caller where it was.
+#[test]
+fn a_panic_inside_netns_rs_run_strands_the_caller_and_the_backend_does_not() {
+    require_netns!();
+    let ns = TestNs::new();
+    // /run/netns/NAME is a bind mount of the namespace's nsfs file: its inode names it.
+    let target = format!("net:[{}]", std::fs::metadata(ns.path()).unwrap().ino());
+    let name = ns.name().to_string();
+    // A thread of its own: the test leaves it stranded and ends it.
+    let (before, after) = std::thread::spawn(move || {
+        let before = own_netns();
+        let netns = netns_rs::NetNs::get(&name).expect("netns-rs opens /run/netns/NAME");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            netns.run(|_| panic!("a failure while inside the namespace"))
+        }));
+        assert!(outcome.is_err(), "the closure's panic goes through run");
+        (before, own_netns())
+    })
+    .join()
+    .expect("the test thread ends");
+    assert_ne!(before, target);
+    assert_eq!(
+        after, target,
+        "netns-rs now restores the caller after a panic: revisit ARCHITECTURE.md's reason"
+    );
+
+    // The same failure through env-qemu's backend: an operation refused inside the
+    // namespace, on this thread, from a runtime of the caller's.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let here = own_netns();
+    let k = ns.kernel();
+    let refused = rt.block_on(k.apply(&Op::LinkDel {
+        name: IfName::new("eqt-absent").unwrap(),
+    }));
+    assert!(refused.is_err(), "deleting an absent link is refused");
+    assert_eq!(
+        own_netns(),
+        here,
+        "the backend left its caller's thread alone"
+    );
 }
