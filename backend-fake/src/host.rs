@@ -153,6 +153,16 @@ impl SimHost {
         self.lock().nm = Some(nm);
     }
 
+    /// The LAN's routers advertise `prefix` from now on: NetworkManager's SLAAC
+    /// configures it where it binds a lease.
+    pub fn nm_hears_ra(&self, prefix: Prefix) {
+        let nm = self.lock().nm.take();
+        if let Some(mut nm) = nm {
+            nm.hear_ra(&self.sim, prefix);
+            self.lock().nm = Some(nm);
+        }
+    }
+
     /// systemd-networkd running the host's own file `path` (`text`: DHCP for `dev`), bound
     /// at once with `lease`.
     pub fn start_networkd(&self, dev: &IfName, lease: SimLease, path: &str, text: &str) {

@@ -1,7 +1,9 @@
 //! A simulated NetworkManager beside the simulated kernel, modelled on what NetworkManager
 //! 1.42 was measured to do in a namespace (notes/nm.md):
 //!
-//! - a profile of its own active on a device binds its DHCP lease there: the address
+//! - a profile of its own active on a device binds its DHCP lease there and, once routers
+//!   advertise a prefix, its SLAAC address (`noprefixroute`, with the RA's lifetimes) and
+//!   `proto ra` prefix route, at each advertisement (every second): the address
 //!   (`dynamic noprefixroute`, valid for the lease), its `proto kernel` subnet route and
 //!   `proto dhcp` default route at metric 100, replacing copies with the same key;
 //! - it renews at T1; on a bridge port the server's reply goes to the bridge, so the
@@ -13,6 +15,10 @@
 //!   flushed, a port released) and, for a bridge, flushes the bridge first; a bridge
 //!   profile binds once a port is attached, a port profile attaches its device;
 //! - deleting an active profile deactivates it;
+//! - a profile of its own active on an up device whose link-local address someone else
+//!   deleted makes another one (its stable-privacy generation at the next DAD counter:
+//!   not the address it had), within a second; only an activation makes the first one
+//!   again;
 //! - a checkpoint (every device, DELETE_NEW_CONNECTIONS | DISCONNECT_NEW_DEVICES) not
 //!   destroyed within its timeout rolls back: new profiles deleted, the devices' profiles
 //!   activated again, devices that appeared since flushed and left (NM did not make them).
@@ -34,6 +40,8 @@ use crate::SimKernel;
 
 /// NM's route metric for an ethernet or bridge device.
 const METRIC: u32 = 100;
+/// The lifetimes of NM's SLAAC address (the advertised ones of the real-daemon tests).
+const SLAAC_LIFETIME: u32 = 600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
@@ -74,6 +82,8 @@ struct Checkpoint {
 #[derive(Debug, Clone)]
 pub(crate) struct SimNm {
     lease: SimLease,
+    /// The /64 routers advertise, once NM hears them ([`SimNm::hear_ra`]).
+    ra: Option<Prefix>,
     profiles: Vec<Profile>,
     active: Vec<Active>,
     checkpoints: Vec<Checkpoint>,
@@ -97,6 +107,7 @@ impl SimNm {
     ) -> SimNm {
         let mut nm = SimNm {
             lease,
+            ra: None,
             profiles: vec![Profile {
                 uuid: uuid.into(),
                 id: id.into(),
@@ -154,12 +165,7 @@ impl SimNm {
     /// A DHCP bind on `dev`, if the device can hear the server: up, not a port, and for
     /// a bridge with a port.
     fn bind(&self, sim: &SimKernel, dev: &IfName) {
-        let net = sim.net();
-        let Some(link) = net.link(dev) else { return };
-        if !link.up || link.master.is_some() {
-            return;
-        }
-        if link.kind.is_bridge() && net.ports_of(dev).next().is_none() {
+        if !Self::hears(sim, dev) {
             return;
         }
         let (a, routes) = self.leased(dev);
@@ -168,6 +174,43 @@ impl SimNm {
         for r in routes {
             let _ = sim.apply_now(&Op::RouteReplace { route: r });
         }
+    }
+
+    /// Whether `dev` hears the LAN's servers and routers: up, not a port, and for a
+    /// bridge with a port.
+    fn hears(sim: &SimKernel, dev: &IfName) -> bool {
+        let net = sim.net();
+        net.link(dev).is_some_and(|l| {
+            l.up && l.master.is_none()
+                && !(l.kind.is_bridge() && net.ports_of(dev).next().is_none())
+        })
+    }
+
+    /// A router advertisement, heard on every device NM runs a profile of its own on:
+    /// its SLAAC address configured or refreshed. An activation flushes the device, and
+    /// the address comes back only with the next advertisement (every second here).
+    fn advertise(&self, sim: &SimKernel) {
+        let Some(ra) = self.ra else { return };
+        for act in &self.active {
+            let leasing = self
+                .profile(&act.uuid)
+                .is_some_and(|p| p.kind == Kind::Leasing);
+            let Some(link) = sim.net().link(&act.dev).cloned() else {
+                continue;
+            };
+            if leasing && Self::hears(sim, &act.dev) {
+                let (a, route) = slaac(ra, &act.dev, link.mac);
+                let _ = sim.apply_now(&Op::AddrDel { address: a.clone() });
+                let _ = sim.apply_now(&Op::AddrAdd { address: a });
+                let _ = sim.apply_now(&Op::RouteReplace { route });
+            }
+        }
+    }
+
+    /// Routers advertise `prefix` from now on.
+    pub(crate) fn hear_ra(&mut self, sim: &SimKernel, prefix: Prefix) {
+        self.ra = Some(prefix);
+        self.advertise(sim);
     }
 
     /// Every address and route of `dev` gone (an activation's, or a deactivation's,
@@ -192,6 +235,21 @@ impl SimNm {
         if !sim.net().addresses_of(dev).any(|a| a.ip == ll.ip) {
             let _ = sim.apply_now(&Op::AddrAdd { address: ll });
         }
+    }
+
+    /// The link-local address NM makes on `dev` when its own went away behind its back:
+    /// another interface identifier than [`Self::link_local`]'s.
+    fn stray_link_local(sim: &SimKernel, dev: &IfName) {
+        let Some(link) = sim.net().link(dev).cloned().filter(|l| l.up) else {
+            return;
+        };
+        if sim.net().addresses_of(dev).any(Address::is_link_local) {
+            return;
+        }
+        let mut ip = link.mac.link_local().octets();
+        ip[15] ^= 0x01;
+        let ll = Address::new(dev.clone(), IpAddr::V6(ip.into()), 64);
+        let _ = sim.apply_now(&Op::AddrAdd { address: ll });
     }
 
     fn deactivate(&mut self, sim: &SimKernel, dev: &IfName) {
@@ -302,6 +360,17 @@ impl SimNm {
         for (dev, uuid) in due {
             if self.profile(&uuid).is_some_and(|p| p.kind == Kind::Leasing) {
                 self.bind(sim, &dev);
+            }
+        }
+        self.advertise(sim);
+        for a in &self.active {
+            let nic = sim.net().link(&a.dev).is_some_and(|l| !l.kind.is_bridge());
+            if nic
+                && self
+                    .profile(&a.uuid)
+                    .is_some_and(|p| p.kind == Kind::Leasing)
+            {
+                Self::stray_link_local(sim, &a.dev);
             }
         }
         let expired: Vec<Checkpoint> = self
@@ -525,6 +594,25 @@ impl SimNm {
     pub(crate) fn checkpoints(&self) -> usize {
         self.checkpoints.len()
     }
+}
+
+/// NM's SLAAC address on `dev` in `prefix` (the MAC's interface identifier; NM's own
+/// generation hashes more, but is as stable), `noprefixroute`, and its `proto ra` prefix
+/// route.
+fn slaac(prefix: Prefix, dev: &IfName, mac: env_qemu_core::model::MacAddr) -> (Address, Route) {
+    let mut ip = [0u8; 16];
+    if let IpAddr::V6(net) = prefix.addr() {
+        ip[..8].copy_from_slice(&net.octets()[..8]);
+    }
+    ip[8..].copy_from_slice(&mac.eui64());
+    let mut a = Address::new(dev.clone(), IpAddr::V6(ip.into()), 64);
+    a.flags.insert(AddrFlag::Noprefixroute);
+    a.valid_lft = Some(SLAAC_LIFETIME);
+    a.preferred_lft = Some(SLAAC_LIFETIME);
+    let route = Route::new(prefix, None, Some(dev.clone()))
+        .proto(RouteProtocol::Ra)
+        .metric(METRIC);
+    (a, route)
 }
 
 fn from_profile(p: &NmProfile) -> Profile {

@@ -10,8 +10,10 @@
 //!   lifetimes, no in-memory profile or checkpoint is left, and a lease later still so;
 //! - env-qemu killed at any step of start: NM's checkpoint rolls the host back within
 //!   its timeout (the NIC on its profile, connected), and stop then restores the rest;
-//! - env-qemu killed at any step of start and stop run at once: the leftover checkpoint
-//!   is destroyed, and no rollback comes later to undo the restore.
+//! - env-qemu killed at any step of start and stop run a second later: the leftover
+//!   checkpoint is destroyed, no rollback comes later to undo the restore, and a NIC
+//!   that lost its link-local address while NM's own profile still ran on it gets its
+//!   own back (not the one NM made meanwhile).
 
 mod common;
 
@@ -34,11 +36,15 @@ use proptest::prelude::*;
 
 const PROFILE: &str = "5f0d8d5e-6d7e-4a39-9b6e-0000000e0001";
 
-/// eth0 up with NetworkManager's profile bound, and two taps for VMs.
+/// eth0 up with NetworkManager's profile bound (a DHCP lease and SLAAC), and two taps
+/// for VMs.
 fn world() -> (SimKernel, SimHost) {
-    common::leased::world(|host, eth0| {
+    let (sim, host) = common::leased::world(|host, eth0| {
         host.start_network_manager(eth0, lease(), PROFILE, "Wired connection 1");
-    })
+    });
+    host.nm_hears_ra("2001:db8:42::/64".parse().unwrap());
+    sim.advance_time();
+    (sim, host)
 }
 
 async fn stop(sim: &SimKernel, host: &SimHost, store: &dyn StateStore) -> Result<(), CommandError> {
@@ -79,8 +85,9 @@ async fn scenario(steps: &[Step]) {
     given_back(&sim, &host, &before, "a lease after stop");
 }
 
-/// Start killed after `after` kernel operations; then, with `stop_at_once`, stop right
-/// away, else once NM's checkpoint has rolled back.
+/// Start killed after `after` kernel operations; then, with `stop_at_once`, stop a
+/// second later (NM has reacted, its checkpoint is pending), else once NM's checkpoint
+/// has rolled back.
 async fn killed(after: usize, stop_at_once: bool) {
     let (sim, host) = world();
     let store = MemoryStore::new();
@@ -97,7 +104,10 @@ async fn killed(after: usize, stop_at_once: bool) {
     }
     sim.revive();
     let timeout = u64::from(env_qemu_core::nm::CHECKPOINT_TIMEOUT);
-    if !stop_at_once {
+    if stop_at_once {
+        // NM's reactions to what the killed start did (a second, not a timeout).
+        host.advance(Duration::from_secs(1));
+    } else {
         host.advance(Duration::from_secs(timeout + 1));
         let (profiles, checkpoints, rollbacks) = host.nm_leftovers();
         let checkpointed = host

@@ -258,12 +258,17 @@ impl NmStop {
     }
 
     fn pending(&self) -> bool {
-        !self.original_active || self.bridge_profile || self.port_profile
+        self.activates() || self.bridge_profile || self.port_profile
     }
 
-    /// Whether stop activates the NIC's profile (which puts its link-local back).
+    /// Whether stop activates the NIC's profile (which puts its link-local back): it is
+    /// not active, or it is but the NIC became a port behind NM's back. NM keeps running
+    /// that profile on a port, and when start then takes the port's link-local away, NM
+    /// makes another one (its stable-privacy generation at the next DAD counter) that is
+    /// not the NIC's; activating the profile again flushes it and makes the NIC's own
+    /// (measured with NM 1.42.4).
     pub(super) fn activates(&self) -> bool {
-        !self.original_active
+        !self.original_active || self.port_behind_nms_back
     }
 
     /// Before anything else: a leftover checkpoint destroyed, a new one made, the NIC's
@@ -287,7 +292,7 @@ impl NmStop {
         plan.push(host(HostOp::NmCheckpointCreate {
             timeout: crate::nm::CHECKPOINT_TIMEOUT,
         }));
-        if !self.original_active {
+        if self.activates() {
             let nic = &self.h.port.dev;
             if self.port_behind_nms_back {
                 plan.push(Op::LinkSet {

@@ -70,10 +70,10 @@ pub fn plan_stop(
     }
     match (pre.net.link(nic), live.net.link(nic)) {
         (Some(was), Some(now)) => {
-            let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates)
-                || super::host::networkd_reclaims(pre, live, nic, br)
-            {
+            let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates) {
                 LinkLocal::Nm
+            } else if super::host::networkd_reclaims(pre, live, nic, br) {
+                LinkLocal::Networkd
             } else {
                 LinkLocal::Env
             };
@@ -174,11 +174,22 @@ enum LinkLocal {
     /// NetworkManager, when it activates the NIC's profile again: it makes the same
     /// address (same interface, profile and secret), with DAD. env-qemu's copy would
     /// only wait on NM's DAD (1–2 s, measured) with the bridge's IPv4 still in the way.
-    /// systemd-networkd too, when it runs the NIC's own file again: it turns the
-    /// kernel's address generation back on, and starts its router discovery only once it
-    /// sees a link-local address appear (one already there, env-qemu's, leaves it
-    /// waiting, measured with systemd 252: no RA route, no SLAAC renewal).
+    /// The activation comes first and flushes the NIC: what the NIC carries now (after
+    /// a killed start) is gone when the rest of the plan runs, and is put back like the
+    /// rest.
     Nm,
+    /// systemd-networkd, when it runs the NIC's own file again: it turns the kernel's
+    /// address generation back on, and starts its router discovery only once it sees a
+    /// link-local address appear (one already there, env-qemu's, leaves it waiting,
+    /// measured with systemd 252: no RA route, no SLAAC renewal).
+    Networkd,
+}
+
+impl LinkLocal {
+    /// Whether the NIC's addresses and routes are gone before env-qemu puts them back.
+    fn flushed(self) -> bool {
+        self == LinkLocal::Nm
+    }
 }
 
 /// Whether stop deletes the bridge (and so releases the NIC with it).
@@ -207,7 +218,7 @@ fn restore_nic(
         copy_neighbours(live, nic, br, plan);
     }
     restore_statics(pre, live, nic, plan);
-    restore_routes(pre, live, (nic, br), &readded, plan);
+    restore_routes(pre, live, (nic, br), (&readded, link_local.flushed()), plan);
     if bridge == Bridge::Deleting {
         unaddress_bridge(pre, live, nic, br, plan);
     }
@@ -232,10 +243,12 @@ fn readdress_nic(
         s.sysctl(&SysctlKey::new(nic, Knob::Ipv6AcceptDad))
             .map(str::to_string)
     };
+    let kept =
+        |a: &Address| !link_local.flushed() && live.net.addresses_of(nic).any(|l| same_addr(l, a));
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
-        .filter(|a| !live.net.addresses_of(nic).any(|l| same_addr(l, a)))
-        .filter(|a| !(link_local == LinkLocal::Nm && a.is_link_local()))
+        .filter(|a| !kept(a))
+        .filter(|a| !(link_local != LinkLocal::Env && a.is_link_local()))
         .filter_map(|a| with_live_lifetimes(a, pre, live, br, plan))
         .collect();
     let v6 = missing.iter().any(|a| a.family() == Family::Inet6);
@@ -285,20 +298,21 @@ fn restore_statics(pre: &Snapshot, live: &Snapshot, nic: &IfName, plan: &mut Pla
 /// Every route the NIC had, `replace`d back from the bridge (or added, if gone), routes
 /// without a gateway first (see `plan::start`). The kernel's own come back with the
 /// addresses `readded`; one whose address the NIC has already but which is missing is put
-/// back.
+/// back. `flushed`: the NIC's own routes are gone by then (see [`LinkLocal::Nm`]).
 fn restore_routes(
     pre: &Snapshot,
     live: &Snapshot,
     (nic, br): (&IfName, &IfName),
-    readded: &[Address],
+    (readded, flushed): (&[Address], bool),
     plan: &mut Plan,
 ) {
     let client = super::client_makes_routes(pre, nic);
+    let now = || live.net.routes.iter().filter(|l| !(flushed && l.via(nic)));
     for r in links_first(pre.net.routes_via(nic)) {
         let there = |l: &Route| {
             super::same_route(l, r) || (client && l.via(nic) && super::same_lease_route(l, r))
         };
-        if live.net.routes.iter().any(there) {
+        if now().any(there) {
             continue;
         }
         if super::source_gone(r, pre, nic, live, readded) {
@@ -309,7 +323,7 @@ fn restore_routes(
         if super::is_ra_default(r) {
             // A copy one metric above, with the expiry the bridge's has left: the NIC
             // takes RAs again, and the kernel adds its own at the next one.
-            if !live.net.routes.iter().any(|l| super::same_router(l, r)) {
+            if !now().any(|l| super::same_router(l, r)) {
                 let aged = live
                     .net
                     .routes_via(br)
@@ -328,7 +342,7 @@ fn restore_routes(
             }
             continue;
         }
-        match live.net.routes.iter().find(|l| l.key() == r.key()) {
+        match now().find(|l| l.key() == r.key()) {
             // Back with the expiry it has left.
             Some(l) if l.via(br) => plan.push(Op::RouteReplace {
                 route: r.with_expiry_of(l),
@@ -365,8 +379,10 @@ fn restore_link(pre: &Snapshot, live: &Snapshot, was: &Link, now: &Link, plan: &
 
 /// A dynamic address has aged on the bridge: restore the lifetime it has left, not the one
 /// it had at start (a dhclient lease at least a whole lease, as at start: the client
-/// started again on the NIC cannot refresh it before its first renewal). A dynamic address
-/// gone from the bridge too has expired (or its owner took it back): it is not resurrected.
+/// started again on the NIC cannot refresh it before its first renewal). One the bridge
+/// never got (a killed start) keeps what it has left on the NIC. A dynamic address gone
+/// from the bridge and the NIC has expired (or its owner took it back): it is not
+/// resurrected.
 fn with_live_lifetimes(
     a: &Address,
     pre: &Snapshot,
@@ -375,7 +391,11 @@ fn with_live_lifetimes(
     plan: &mut Plan,
 ) -> Option<Address> {
     let mut out = a.clone();
-    match live.net.addresses_of(br).find(|l| same_addr(l, a)) {
+    let mut copies = live
+        .net
+        .addresses_of(br)
+        .chain(live.net.addresses_of(&a.dev));
+    match copies.find(|l| same_addr(l, a)) {
         Some(now) => {
             out.valid_lft = now.valid_lft;
             out.preferred_lft = now.preferred_lft;
