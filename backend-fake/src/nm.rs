@@ -1,5 +1,6 @@
 //! A simulated NetworkManager beside the simulated kernel, modelled on what NetworkManager
-//! 1.42 was measured to do in a namespace (notes/nm.md):
+//! 1.42 was measured to do in a namespace (docs/network-manager.md, docs/kernel-behaviour.md
+//! C10 and C12):
 //!
 //! - a profile of its own active on a device binds its DHCP lease there and, once routers
 //!   advertise a prefix, its SLAAC address (`noprefixroute`, with the RA's lifetimes) and

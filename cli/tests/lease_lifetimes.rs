@@ -967,7 +967,7 @@ fn lifetimes_read_back() {
 /// hook's `ip addr add` fails on the address stop put back (EEXIST), so that address keeps
 /// the lifetime stop gave it until dhclient's first renewal, at T1 (45–60 s). With the
 /// copy's 30 s, eth0 would lose IPv4 before then, and dhclient's unicast renewal would
-/// fail with it (notes/dhcp-clients.md §3.3: a 91 s blackout, measured at start, where the copy is
+/// fail with it (docs/kernel-behaviour.md C8: a 91 s blackout, measured at start, where the copy is
 /// given a whole lease): eth0 must keep the lease, reachable from the LAN and the far
 /// host, until dhclient refreshes it.
 #[test]

@@ -1,6 +1,6 @@
 //! NetworkManager over D-Bus (zbus's blocking API, on the host backend's own threads):
 //! what it says of the devices, and the operations of a handover (docs/network-manager.md;
-//! the calls are those measured in notes/nm.md §7 against NetworkManager 1.42).
+//! the calls are those measured against NetworkManager 1.42, docs/kernel-behaviour.md C10).
 //!
 //! The bus is the system bus named by `DBUS_SYSTEM_BUS_ADDRESS` when env-qemu started, or
 //! the default path: never another. Before anything is asked, the bus daemon must say
