@@ -2,11 +2,12 @@
 //! 1.42 was measured to do in a namespace (docs/network-manager.md, docs/kernel-behaviour.md
 //! C10 and C12):
 //!
-//! - a profile of its own active on a device binds its DHCP lease there and, once routers
-//!   advertise a prefix, its SLAAC address (`noprefixroute`, with the RA's lifetimes) and
-//!   `proto ra` prefix route, at each advertisement (every second): the address
+//! - a profile of its own active on a device binds its DHCP lease there: the address
 //!   (`dynamic noprefixroute`, valid for the lease), its `proto kernel` subnet route and
 //!   `proto dhcp` default route at metric 100, replacing copies with the same key;
+//! - once routers advertise a prefix, such a profile configures its SLAAC address there
+//!   (`noprefixroute`, with the RA's lifetimes) and a `proto ra` prefix route, at each
+//!   advertisement (every second), not at its activation;
 //! - it renews at T1; on a bridge port the server's reply goes to the bridge, so the
 //!   renewal fails and nothing is refreshed (the copy of the address on the bridge
 //!   expires with the lease);
@@ -131,6 +132,11 @@ impl SimNm {
         self.profiles.iter().find(|p| p.uuid == uuid)
     }
 
+    /// Whether `uuid` is a profile of a device's own (DHCP, SLAAC), not a port's.
+    fn leasing(&self, uuid: &str) -> bool {
+        self.profile(uuid).is_some_and(|p| p.kind == Kind::Leasing)
+    }
+
     fn active_on(&self, dev: &IfName) -> Option<&Active> {
         self.active.iter().find(|a| &a.dev == dev)
     }
@@ -193,13 +199,10 @@ impl SimNm {
     fn advertise(&self, sim: &SimKernel) {
         let Some(ra) = self.ra else { return };
         for act in &self.active {
-            let leasing = self
-                .profile(&act.uuid)
-                .is_some_and(|p| p.kind == Kind::Leasing);
             let Some(link) = sim.net().link(&act.dev).cloned() else {
                 continue;
             };
-            if leasing && Self::hears(sim, &act.dev) {
+            if self.leasing(&act.uuid) && Self::hears(sim, &act.dev) {
                 let (a, route) = slaac(ra, &act.dev, link.mac);
                 let _ = sim.apply_now(&Op::AddrDel { address: a.clone() });
                 let _ = sim.apply_now(&Op::AddrAdd { address: a });
@@ -359,18 +362,14 @@ impl SimNm {
             }
         }
         for (dev, uuid) in due {
-            if self.profile(&uuid).is_some_and(|p| p.kind == Kind::Leasing) {
+            if self.leasing(&uuid) {
                 self.bind(sim, &dev);
             }
         }
         self.advertise(sim);
         for a in &self.active {
             let nic = sim.net().link(&a.dev).is_some_and(|l| !l.kind.is_bridge());
-            if nic
-                && self
-                    .profile(&a.uuid)
-                    .is_some_and(|p| p.kind == Kind::Leasing)
-            {
+            if nic && self.leasing(&a.uuid) {
                 Self::stray_link_local(sim, &a.dev);
             }
         }

@@ -71,11 +71,11 @@ pub fn plan_stop(
     match (pre.net.link(nic), live.net.link(nic)) {
         (Some(was), Some(now)) => {
             let owner = if nm.as_ref().is_some_and(super::host::NmStop::activates) {
-                LinkLocal::Nm
+                Reclaim::Nm
             } else if super::host::networkd_reclaims(pre, live, nic, br) {
-                LinkLocal::Networkd
+                Reclaim::Networkd
             } else {
-                LinkLocal::Env
+                Reclaim::Env
             };
             restore_nic(pre, live, (was, now), br, (bridge, owner), &mut plan);
         }
@@ -167,9 +167,10 @@ fn delete_bridge(pre: &Snapshot, live: &Snapshot, (nic, br): (&IfName, &IfName),
     }
 }
 
-/// Who puts the NIC's IPv6 link-local address back.
+/// Who takes the NIC back at stop besides env-qemu, and so who puts its IPv6 link-local
+/// address back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkLocal {
+enum Reclaim {
     Env,
     /// NetworkManager, when it activates the NIC's profile again: it makes the same
     /// address (same interface, profile and secret), with DAD. env-qemu's copy would
@@ -185,10 +186,15 @@ enum LinkLocal {
     Networkd,
 }
 
-impl LinkLocal {
+impl Reclaim {
     /// Whether the NIC's addresses and routes are gone before env-qemu puts them back.
     fn flushed(self) -> bool {
-        self == LinkLocal::Nm
+        self == Reclaim::Nm
+    }
+
+    /// Whether the NIC's manager makes its link-local (env-qemu leaves it out).
+    fn makes_link_local(self) -> bool {
+        self != Reclaim::Env
     }
 }
 
@@ -204,7 +210,7 @@ fn restore_nic(
     live: &Snapshot,
     (was, now): (&Link, &Link),
     br: &IfName,
-    (bridge, link_local): (Bridge, LinkLocal),
+    (bridge, reclaim): (Bridge, Reclaim),
     plan: &mut Plan,
 ) {
     let nic = &was.name;
@@ -213,12 +219,12 @@ fn restore_nic(
     if was.up && !now.up {
         plan.push(link_set(nic, LinkChange::Up));
     }
-    let readded = readdress_nic(pre, live, (nic, br), link_local, plan);
+    let readded = readdress_nic(pre, live, (nic, br), reclaim, plan);
     if bridge == Bridge::Deleting {
         copy_neighbours(live, nic, br, plan);
     }
     restore_statics(pre, live, nic, plan);
-    restore_routes(pre, live, (nic, br), (&readded, link_local.flushed()), plan);
+    restore_routes(pre, live, (nic, br), (&readded, reclaim), plan);
     if bridge == Bridge::Deleting {
         unaddress_bridge(pre, live, nic, br, plan);
     }
@@ -236,7 +242,7 @@ fn readdress_nic(
     pre: &Snapshot,
     live: &Snapshot,
     (nic, br): (&IfName, &IfName),
-    link_local: LinkLocal,
+    reclaim: Reclaim,
     plan: &mut Plan,
 ) -> Vec<Address> {
     let knob = |s: &Snapshot| {
@@ -244,11 +250,11 @@ fn readdress_nic(
             .map(str::to_string)
     };
     let kept =
-        |a: &Address| !link_local.flushed() && live.net.addresses_of(nic).any(|l| same_addr(l, a));
+        |a: &Address| !reclaim.flushed() && live.net.addresses_of(nic).any(|l| same_addr(l, a));
     let missing: Vec<Address> = primaries_first(pre.net.addresses_of(nic))
         .into_iter()
         .filter(|a| !kept(a))
-        .filter(|a| !(link_local != LinkLocal::Env && a.is_link_local()))
+        .filter(|a| !(reclaim.makes_link_local() && a.is_link_local()))
         .filter_map(|a| with_live_lifetimes(a, pre, live, br, plan))
         .collect();
     let v6 = missing.iter().any(|a| a.family() == Family::Inet6);
@@ -298,16 +304,21 @@ fn restore_statics(pre: &Snapshot, live: &Snapshot, nic: &IfName, plan: &mut Pla
 /// Every route the NIC had, `replace`d back from the bridge (or added, if gone), routes
 /// without a gateway first (see `plan::start`). The kernel's own come back with the
 /// addresses `readded`; one whose address the NIC has already but which is missing is put
-/// back. `flushed`: the NIC's own routes are gone by then (see [`LinkLocal::Nm`]).
+/// back. When `reclaim` flushes the NIC, its own routes are gone by then.
 fn restore_routes(
     pre: &Snapshot,
     live: &Snapshot,
     (nic, br): (&IfName, &IfName),
-    (readded, flushed): (&[Address], bool),
+    (readded, reclaim): (&[Address], Reclaim),
     plan: &mut Plan,
 ) {
     let client = super::client_makes_routes(pre, nic);
-    let now = || live.net.routes.iter().filter(|l| !(flushed && l.via(nic)));
+    let now = || {
+        live.net
+            .routes
+            .iter()
+            .filter(move |l| !(reclaim.flushed() && l.via(nic)))
+    };
     for r in links_first(pre.net.routes_via(nic)) {
         let there = |l: &Route| {
             super::same_route(l, r) || (client && l.via(nic) && super::same_lease_route(l, r))
